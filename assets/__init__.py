@@ -1,0 +1,1 @@
+"""Dagster assets: thin glue over ``pipelines`` (client → window planner → lake writer → DuckDB views)."""

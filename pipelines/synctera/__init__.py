@@ -1,0 +1,52 @@
+"""A complete client for Synctera's External Accounts API (OpenAPI 0.153.0), sync and async.
+
+Nothing here imports Dagster: the pipeline builds on this package, never the other way round.
+"""
+
+from .auth import ApiKey
+from .client import AccountFilters, AsyncSyncteraClient, PageCursor, SyncteraClient, validate_base_url
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InvalidResponseError,
+    NotFoundError,
+    PaginationError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SyncteraError,
+    TransportError,
+    UnprocessableEntityError,
+)
+from .operations import MAX_PAGE_SIZE, TRANSACTIONS_CAP, Operation
+from .retry import RetryPolicy
+from .stats import StatsSnapshot
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "TRANSACTIONS_CAP",
+    "AccountFilters",
+    "ApiError",
+    "ApiKey",
+    "AsyncSyncteraClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "Operation",
+    "PageCursor",
+    "PaginationError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "StatsSnapshot",
+    "SyncteraClient",
+    "SyncteraError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "validate_base_url",
+]

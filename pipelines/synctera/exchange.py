@@ -1,0 +1,166 @@
+"""One API call as a transport-free conversation: send, maybe wait and resend, then parse or raise.
+
+``exchange`` is a generator that yields ``Send`` and ``Wait`` steps and is told each response (or has
+the transport failure thrown into it). The sync and async clients drive the same generator, each with
+its own I/O, so the retry policy, error mapping and response parsing exist once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import pydantic
+
+from . import errors, models
+from .operations import Operation
+from .retry import RetryPolicy, is_retryable_status, is_retryable_transport_error, retry_hint
+from .stats import CallStats
+
+log = logging.getLogger("pipelines.synctera")
+
+T = TypeVar("T", bound=models.ApiRecord)
+
+BODY_EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Wait:
+    seconds: float
+
+
+Step = Send | Wait
+Conversation = Generator[Step, httpx.Response | None, T]
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What every call of one client shares: policy, randomness for jitter, counters, secret scrubbing."""
+
+    policy: RetryPolicy
+    rng: random.Random
+    stats: CallStats
+    redact: Callable[[str], str]
+
+
+def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conversation[T]:
+    """Send ``request`` until it succeeds or fails for good, and return the parsed 2xx body."""
+    target = _target(request)
+    ctx.stats.count("calls", op.operation_id)
+    attempt = 0
+    while True:
+        attempt += 1
+        ctx.stats.count("requests", op.operation_id)
+        try:
+            response = yield Send(request)
+        except httpx.TransportError as exc:
+            reason = ctx.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            if not is_retryable_transport_error(exc) or attempt >= ctx.policy.max_attempts:
+                ctx.stats.count("failures", op.operation_id)
+                raise errors.TransportError(
+                    method=op.method, path=target, reason=reason, attempts=attempt
+                ) from exc
+            delay = ctx.policy.delay(attempt=attempt, hint=None, rng=ctx.rng)
+            _log_retry(op, target, reason, attempt, delay, ctx)
+            yield Wait(delay)
+            continue
+        assert response is not None
+        if response.is_success:
+            return _parse(op, target, response, ctx)
+        problem, excerpt = _problem(response, ctx)
+        status = response.status_code
+        if is_retryable_status(status) and attempt < ctx.policy.max_attempts:
+            hint = retry_hint(response, (problem.model_extra or {}).get("retry_after") if problem else None)
+            delay = ctx.policy.delay(attempt=attempt, hint=hint, rng=ctx.rng)
+            _log_retry(op, target, f"HTTP {status}", attempt, delay, ctx)
+            yield Wait(delay)
+            continue
+        ctx.stats.count("failures", op.operation_id)
+        raise errors.api_error_class(status)(
+            method=op.method,
+            path=target,
+            status=status,
+            problem=problem,
+            attempts=attempt,
+            body_excerpt=excerpt,
+        )
+
+
+def _target(request: httpx.Request) -> str:
+    """Path and query of the request: what a person needs to find the call, and never a credential."""
+    return request.url.raw_path.decode("ascii", errors="replace")
+
+
+def _log_retry(
+    op: Operation[T], target: str, reason: str, attempt: int, delay: float, ctx: CallContext
+) -> None:
+    ctx.stats.count("retries", op.operation_id)
+    log.warning(
+        "Retrying %s %s after %s (attempt %d of %d) in %.2fs",
+        op.method,
+        target,
+        reason,
+        attempt,
+        ctx.policy.max_attempts,
+        delay,
+    )
+
+
+def _is_json(response: httpx.Response) -> bool:
+    media_type: str = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _parse(op: Operation[T], target: str, response: httpx.Response, ctx: CallContext) -> T:
+    if not _is_json(response):
+        ctx.stats.count("failures", op.operation_id)
+        content_type = response.headers.get("content-type", "none")
+        raise errors.InvalidResponseError(
+            method=op.method,
+            path=target,
+            status=response.status_code,
+            reason=f"expected a JSON body, got content type {content_type!r}",
+        )
+    try:
+        return op.response.model_validate_json(response.content)
+    except pydantic.ValidationError as exc:
+        ctx.stats.count("failures", op.operation_id)
+        raise errors.InvalidResponseError(
+            method=op.method,
+            path=target,
+            status=response.status_code,
+            reason=ctx.redact(describe_validation_error(exc)),
+        ) from None
+
+
+def describe_validation_error(exc: pydantic.ValidationError, *, limit: int = 5) -> str:
+    """``transactions.3.amount: Input should be a valid integer`` for the first few problems.
+
+    Input values are left out on purpose: they may be customer data.
+    """
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}" for err in exc.errors()[:limit]
+    ]
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _problem(response: httpx.Response, ctx: CallContext) -> tuple[models.Problem | None, str | None]:
+    """The problem+json body if there is one; otherwise a short, scrubbed excerpt for the error text."""
+    text = ctx.redact(response.text)
+    if _is_json(response):
+        try:
+            return models.Problem.model_validate_json(text), None
+        except pydantic.ValidationError:
+            pass
+    excerpt = " ".join(text.split())[:BODY_EXCERPT_CHARS]
+    return None, excerpt or None

@@ -1,0 +1,172 @@
+"""How the client reads odd answers. A transport-level fake stands in for the server here, because
+these answers (cycles, wrong types, wrong content types) are ones the sandbox does not give."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from pipelines.synctera import (
+    ApiError,
+    InvalidResponseError,
+    PaginationError,
+    ServerError,
+    SyncteraClient,
+)
+
+from .conftest import FAST_RETRY
+
+KEY = "sk_test_fake_transport_key"
+ACCOUNT = {
+    "id": "acc-1",
+    "account_identifiers": {"number": "1234"},
+    "account_owner_names": [],
+    "creation_time": "2026-01-01T00:00:00Z",
+    "last_updated_time": "2026-01-01T00:00:00+01:00",
+    "routing_identifiers": {"bank_countries": ["US"], "bank_name": "B"},
+    "status": "ACTIVE",
+    "type": "CHECKING",
+    "verification": None,
+}
+
+
+def _client(handler: Callable[[httpx.Request], httpx.Response]) -> SyncteraClient:
+    return SyncteraClient(
+        base_url="https://api.example.test/v0",
+        api_key=KEY,
+        retry=FAST_RETRY,
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def _json(payload: object, status: int = 200, content_type: str = "application/json") -> httpx.Response:
+    return httpx.Response(
+        status, content=json.dumps(payload).encode(), headers={"content-type": content_type}
+    )
+
+
+def _pages(tokens: list[str | None]) -> Callable[[httpx.Request], httpx.Response]:
+    """Page n answers with next_page_token tokens[n]."""
+    order = [None, *tokens]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == f"Bearer {KEY}"
+        index = order.index(request.url.params.get("page_token"))
+        body: dict[str, object] = {"external_accounts": [{**ACCOUNT, "id": f"acc-{index}"}]}
+        if tokens[index] is not None:
+            body["next_page_token"] = tokens[index]
+        return _json(body)
+
+    return handler
+
+
+def test_listing_ends_when_the_token_is_absent() -> None:
+    ids = [a.id for a in _client(_pages(["t1", "t2", None])).iter_external_accounts()]
+    assert ids == ["acc-0", "acc-1", "acc-2"]
+
+
+def test_a_token_cycle_is_an_error_not_an_endless_loop() -> None:
+    # t1 -> t2 -> t1: a cycle of length two, which a check of only the previous token would miss.
+    handler = _pages(["t1", "t2", "t1"])
+    with pytest.raises(PaginationError, match="cycle"):
+        list(_client(handler).iter_external_accounts())
+
+
+def test_an_empty_token_is_an_error() -> None:
+    with pytest.raises(PaginationError, match="empty"):
+        list(_client(_pages([""])).iter_external_accounts())
+
+
+def test_null_verification_unknown_fields_and_offsets_parse() -> None:
+    payload = {"external_accounts": [{**ACCOUNT, "brand_new_field": {"x": 1}}]}
+    page = _client(lambda r: _json(payload)).list_external_accounts()
+    account = page.external_accounts[0]
+    assert account.verification is None
+    assert account.model_extra == {"brand_new_field": {"x": 1}}
+    assert account.nickname is None
+    assert account.last_updated_time.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"transactions": [{"amount": "10.00"}]}, "transactions.0.amount: Input should be a valid integer"),
+        ({"transactions": [{"amount": 10.5}]}, "transactions.0.amount"),
+        ({"transactions": [{"amount": 2**63}]}, "transactions.0.amount"),
+        ({"transactions": [{"date": "20/11/2026"}]}, "transactions.0.date"),
+        ({"transactions": [{"is_pending": "yes"}]}, "transactions.0.is_pending"),
+        ({"rows": []}, "transactions: Field required"),
+    ],
+)
+def test_type_changes_fail_loudly(payload: object, reason: str) -> None:
+    import datetime as dt
+
+    client = _client(lambda r: _json(payload))
+    with pytest.raises(InvalidResponseError) as caught:
+        client.get_external_account_transactions(
+            "a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2)
+        )
+    assert reason in str(caught.value)
+    assert "/v0/external_accounts/a/transactions?start_date=2026-01-01&end_date=2026-01-02" in str(
+        caught.value
+    )
+
+
+def test_malformed_json_and_wrong_content_type_fail_loudly() -> None:
+    broken = _client(
+        lambda r: httpx.Response(
+            200, content=b'{"external_accounts": [', headers={"content-type": "application/json"}
+        )
+    )
+    with pytest.raises(InvalidResponseError, match="Invalid JSON"):
+        broken.list_external_accounts()
+    html = _client(
+        lambda r: httpx.Response(200, content=b"<html>login</html>", headers={"content-type": "text/html"})
+    )
+    with pytest.raises(InvalidResponseError, match="text/html"):
+        html.list_external_accounts()
+
+
+def test_html_error_page_becomes_an_api_error_with_an_excerpt() -> None:
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    client = _client(lambda r: httpx.Response(502, content=page, headers={"content-type": "text/html"}))
+    with pytest.raises(ServerError) as caught:
+        client.list_external_accounts()
+    assert caught.value.problem is None
+    assert "502 Bad Gateway" in str(caught.value)
+    assert caught.value.attempts == FAST_RETRY.max_attempts
+
+
+def test_a_server_echoing_the_key_is_scrubbed_from_errors() -> None:
+    client = _client(
+        lambda r: _json({"title": "Bad", "detail": f"bad token {KEY}"}, 400, "application/problem+json")
+    )
+    with pytest.raises(ApiError) as caught:
+        client.list_external_accounts()
+    assert KEY not in str(caught.value)
+    assert "****" in str(caught.value)
+
+
+def test_path_ids_are_encoded_whatever_their_format() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return _json(ACCOUNT)
+
+    _client(handler).get_external_account("a/b?c d")
+    assert seen == ["/v0/external_accounts/a%2Fb%3Fc%20d"]
+
+
+@pytest.mark.parametrize("url", ["ftp://x/v0", "not a url", "https:///v0", "https://h/v0?x=1"])
+def test_malformed_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="invalid Synctera base URL"):
+        SyncteraClient(base_url=url, api_key=KEY)
+
+
+def test_empty_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="SYNCTERA_API_KEY"):
+        SyncteraClient(base_url="https://h/v0", api_key=" ")
