@@ -1,9 +1,39 @@
-"""The Dagster code location loaded by ``workspace.yaml``.
+"""The Dagster code location loaded by ``workspace.yaml`` (``dagster dev``, the CLI, the schedule).
 
-The ingestion assets, checks and schedules are wired here; until they land, the location is empty
-but loadable, so ``dagster dev`` works on a fresh clone.
+Configuration comes from the environment (see README and ``.env.example``); the API key only
+through ``dg.EnvVar``, so its value never reaches run storage or event logs.
 """
+
+import os
 
 import dagster as dg
 
-defs = dg.Definitions()
+from assets.balances import build_balances
+from assets.external_accounts import build_external_accounts
+from assets.resources import IngestResource, LakeResource, SyncteraApi
+from assets.schedules import build_daily_schedule
+from assets.transactions import build_transactions
+from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, data_dir_from_env, start_date_from_env
+
+daily = dg.DailyPartitionsDefinition(
+    start_date=start_date_from_env().isoformat(), timezone="UTC", end_offset=0
+)
+settings = IngestSettings.from_env()
+external_accounts = build_external_accounts(daily)
+
+defs = dg.Definitions(
+    assets=[
+        external_accounts,
+        build_transactions(daily, external_accounts),
+        build_balances(daily, external_accounts),
+    ],
+    schedules=[build_daily_schedule(daily, lookback_days=settings.lookback_days)],
+    resources={
+        "synctera": SyncteraApi(
+            base_url=os.environ.get("SYNCTERA_BASE_URL") or LOCAL_SANDBOX_URL,
+            api_key=dg.EnvVar("SYNCTERA_API_KEY") if os.environ.get("SYNCTERA_API_KEY") else None,
+        ),
+        "lake": LakeResource(data_dir=str(data_dir_from_env())),
+        "ingest": IngestResource.from_settings(settings),
+    },
+)

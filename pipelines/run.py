@@ -1,56 +1,85 @@
-"""``make run``: the main job against the built-in sandbox.
+"""``make run``: the main job on the built-in sandbox, exactly as an operator would run it.
 
-Until the Dagster ingestion lands (issue "Ingestion pipeline"), this runs the client end to end over
-real HTTP: it starts the sandbox on a free loopback port, lists every account, reads each balance
-and the last 30 complete days of transactions, and prints what it saw — including the windows that
-hit the 500-row cap, which only the pipeline's window splitting can recover.
+Starts the sandbox on a free loopback port, backfills the last 30 complete days with the Dagster CLI
+(``dagster asset materialize --partition-range``, one run), stops the sandbox, and prints what the
+warehouse holds and one example query.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from pipelines.sandbox import Sandbox, SandboxConfig, running
-from pipelines.synctera import TRANSACTIONS_CAP, ApiError, SyncteraClient
+from pipelines import warehouse
+from pipelines.sandbox.process import sandbox_process
+from pipelines.settings import REPO_ROOT, SANDBOX_DEFAULT_KEY, data_dir_from_env
 
-log = logging.getLogger("pipelines.run")
+EXAMPLE_QUERY = """
+SELECT merchant_name, count(*) AS transactions, sum(amount) / 100.0 AS spent
+FROM transactions
+WHERE amount > 0 AND date >= current_date - INTERVAL 30 DAY
+GROUP BY merchant_name
+ORDER BY spent DESC
+LIMIT 5
+""".strip()
+
+
+def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "SYNCTERA_BASE_URL": base_url,
+        "SYNCTERA_API_KEY": SANDBOX_DEFAULT_KEY,
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "pipelines.definitions", "--select", "*",
+        "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+    ]  # fmt: skip
+    subprocess.run(command, env=env, cwd=REPO_ROOT, check=True)  # noqa: S603 - our own fixed argv
+
+
+def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
+    connection = warehouse.connect(data_dir)
+    try:
+        lines = ["", "Warehouse " + str(data_dir / warehouse.WAREHOUSE) + ":"]
+        for table in ("external_accounts", "balances", "transactions", "transaction_windows"):
+            # Table names are code constants, not input.
+            (count,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)  # noqa: S608
+            lines.append(f"  {table:<20} {count:>9,} rows")
+        calls, capped, flagged = connection.execute(
+            "SELECT count(*), count(*) FILTER (outcome = 'capped'), count(*) FILTER (outcome = 'flagged') "
+            "FROM transaction_windows WHERE start_date BETWEEN ? AND ?",
+            [start, end],
+        ).fetchone() or (0, 0, 0)
+        lines.append(
+            f"  transaction calls {calls}, windows split {capped}, incomplete account-days {flagged}"
+        )
+        lines += ["", "Example query (duckdb data/warehouse.duckdb):", EXAMPLE_QUERY, ""]
+        result = connection.execute(EXAMPLE_QUERY)
+        names = [d[0] for d in result.description]
+        lines.append("  " + " | ".join(f"{n:>18}" for n in names))
+        lines += ["  " + " | ".join(f"{v!s:>18}" for v in row) for row in result.fetchall()]
+        return "\n".join(lines)
+    finally:
+        connection.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=int, default=30, help="complete days to read (default: 30)")
+    parser.add_argument("--days", type=int, default=30, help="complete days to backfill (default: 30)")
     parser.add_argument("--accounts", type=int, default=40, help="sandbox accounts (default: 40)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-    sandbox = Sandbox(SandboxConfig(accounts=args.accounts))
-    end = sandbox.today  # exclusive: the last complete day is yesterday
-    start = end - dt.timedelta(days=args.days)
-    with (
-        running(sandbox) as server,
-        SyncteraClient(base_url=server.base_url, api_key=server.api_key) as client,
-    ):
-        log.info("sandbox at %s; reading %s .. %s", server.base_url, start, end - dt.timedelta(days=1))
-        accounts = list(client.iter_external_accounts(include_history=True))
-        rows, capped, balance_errors = 0, 0, 0
-        for account in accounts:
-            window = client.get_external_account_transactions(account.id, start_date=start, end_date=end)
-            rows += len(window.transactions)
-            capped += len(window.transactions) == TRANSACTIONS_CAP
-            try:
-                client.get_external_account_balance(account.id, max_age=3600)
-            except ApiError as exc:
-                balance_errors += 1
-                log.info("balance of %s unavailable: %s", account.id, exc)
-        stats = client.stats_snapshot()
-    print(f"accounts listed:            {len(accounts)}")
-    print(f"transactions read:          {rows}")
-    print(f"windows at the 500-row cap: {capped} (of {len(accounts)}; these are truncated)")
-    print(f"balances unavailable:       {balance_errors}")
-    print(f"requests sent:              {stats.total_requests} ({stats.total_retries} retries)")
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=args.days), today - dt.timedelta(days=1)
+    with sandbox_process(["--accounts", str(args.accounts)], api_key=SANDBOX_DEFAULT_KEY) as base_url:
+        backfill(base_url=base_url, start=start, end=end, dagster_home=REPO_ROOT / ".dagster")
+    sys.stdout.write(summary(data_dir_from_env(), start, end) + "\n")
 
 
 if __name__ == "__main__":

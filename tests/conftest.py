@@ -6,9 +6,19 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 
+import dagster as dg
+import duckdb
 import pytest
 
+from assets.balances import build_balances
+from assets.external_accounts import build_external_accounts
+from assets.resources import IngestResource, LakeResource, SyncteraApi
+from assets.transactions import build_transactions
+from pipelines import warehouse
+from pipelines.lake import Lake
 from pipelines.sandbox import RunningSandbox, Sandbox, SandboxConfig, running
 from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SyncteraClient
 
@@ -61,3 +71,80 @@ def async_client_factory(server: RunningSandbox) -> Callable[..., AsyncSyncteraC
         return AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, **options)  # type: ignore[arg-type]
 
     return make
+
+
+# --- the pipeline, materialized for real ---------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """Real Dagster materializations against a running sandbox, in temporary directories."""
+
+    server: RunningSandbox
+    data_dir: Path
+    dagster_home: Path
+    api_key: str
+    partitions: dg.DailyPartitionsDefinition
+    assets: list[dg.AssetsDefinition]
+    retry_attempts: int = 3
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.server.sandbox
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.data_dir)
+
+    def resources(self, **ingest: object) -> dict[str, object]:
+        return {
+            "synctera": SyncteraApi(
+                base_url=self.server.base_url,
+                api_key=self.api_key,
+                max_attempts=self.retry_attempts,
+                backoff_base_seconds=0.001,
+                backoff_max_seconds=0.01,
+                max_retry_wait_seconds=0.01,
+            ),
+            "lake": LakeResource(data_dir=str(self.data_dir)),
+            "ingest": IngestResource(**ingest),  # type: ignore[arg-type]
+        }
+
+    def materialize(self, start: dt.date, end: dt.date, **ingest: object) -> dg.ExecuteInProcessResult:
+        """Materialize every asset for the partitions ``start..end`` (inclusive) as one run."""
+        with dg.DagsterInstance.local_temp(tempdir=str(self.dagster_home)) as instance:
+            return dg.materialize(
+                self.assets,
+                instance=instance,
+                resources=self.resources(**ingest),
+                tags={
+                    "dagster/asset_partition_range_start": start.isoformat(),
+                    "dagster/asset_partition_range_end": end.isoformat(),
+                },
+                raise_on_error=False,
+            )
+
+    def warehouse(self) -> duckdb.DuckDBPyConnection:
+        return warehouse.connect(self.data_dir)
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, start_sandbox: Callable[..., RunningSandbox], api_key: str) -> Pipeline:
+    """The pipeline over a sandbox whose today is the real UTC today, as the partitions' is."""
+    server = start_sandbox(today=None, history_days=400)
+    partitions = dg.DailyPartitionsDefinition(
+        start_date=(utc_today() - dt.timedelta(days=300)).isoformat(), timezone="UTC"
+    )
+    external_accounts = build_external_accounts(partitions)
+    assets = [
+        external_accounts,
+        build_transactions(partitions, external_accounts),
+        build_balances(partitions, external_accounts),
+    ]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    return Pipeline(server, tmp_path / "data", home, api_key, partitions, assets)

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Sequence
@@ -90,9 +91,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
 
 def main(argv: Sequence[str] | None = None) -> None:
     args, config = parse_args(argv)
-    serve_forever(
-        Sandbox(config), host=args.host, port=args.port, port_file=args.port_file, log_level=args.log_level
-    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C / SIGINT is the way to stop it
+        serve_forever(
+            Sandbox(config),
+            host=args.host,
+            port=args.port,
+            port_file=args.port_file,
+            log_level=args.log_level,
+        )
 
 
 if __name__ == "__main__":

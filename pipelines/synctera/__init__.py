@@ -20,6 +20,7 @@ from .errors import (
     TransportError,
     UnprocessableEntityError,
 )
+from .exchange import last_call_attempts
 from .operations import MAX_PAGE_SIZE, TRANSACTIONS_CAP, Operation
 from .retry import RetryPolicy
 from .stats import StatsSnapshot
@@ -48,5 +49,6 @@ __all__ = [
     "SyncteraError",
     "TransportError",
     "UnprocessableEntityError",
+    "last_call_attempts",
     "validate_base_url",
 ]

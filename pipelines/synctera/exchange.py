@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Generator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,6 +27,13 @@ log = logging.getLogger("pipelines.synctera")
 T = TypeVar("T", bound=models.ApiRecord)
 
 BODY_EXCERPT_CHARS = 200
+
+_last_attempts: ContextVar[int] = ContextVar("synctera_last_attempts", default=0)
+
+
+def last_call_attempts() -> int:
+    """How many sends the last call completed in this thread or task needed (1 when not retried)."""
+    return _last_attempts.get()
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             continue
         assert response is not None
         if response.is_success:
+            _last_attempts.set(attempt)
             return _parse(op, target, response, ctx)
         problem, excerpt = _problem(response, ctx)
         status = response.status_code

@@ -1,0 +1,77 @@
+"""Dagster resources: where the API is (and its key, through EnvVar), where the lake is, how to ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from pipelines.lake import Lake
+from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, resolve_api_key
+from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, validate_base_url
+
+
+class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Synctera's API: ``SYNCTERA_BASE_URL`` and ``SYNCTERA_API_KEY`` (read only through EnvVar)."""
+
+    base_url: str = LOCAL_SANDBOX_URL
+    api_key: str | None = Field(default=None, description="Bearer API key; wire it with dg.EnvVar.")
+    max_concurrency: int = Field(default=32, ge=1, description="Requests in flight at once.")
+    requests_per_second: float | None = Field(default=None, gt=0, description="Request budget, if any.")
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    max_retry_wait_seconds: float = Field(default=60.0, ge=0)
+
+    def check(self) -> None:
+        """Fail before any call if the base URL or the key is unusable."""
+        validate_base_url(self.base_url)
+        resolve_api_key(self.base_url, self.api_key)
+
+    def client(self) -> AsyncSyncteraClient:
+        return AsyncSyncteraClient(
+            base_url=self.base_url,
+            api_key=resolve_api_key(self.base_url, self.api_key),
+            timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                backoff_base=self.backoff_base_seconds,
+                backoff_max=self.backoff_max_seconds,
+                max_hint=self.max_retry_wait_seconds,
+            ),
+            max_concurrency=self.max_concurrency,
+            requests_per_second=self.requests_per_second,
+        )
+
+
+class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The data directory (``SYNCTERA_DATA_DIR``): Parquet lake and ``warehouse.duckdb``."""
+
+    data_dir: str
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(Path(self.data_dir))
+
+
+class IngestResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """How ingestion behaves; defaults come from the SYNCTERA_* environment (see README)."""
+
+    max_age: int = Field(default=IngestSettings.max_age, ge=0, description="Seconds a balance may be old.")
+    include_history: bool = Field(default=IngestSettings.include_history)
+    account_concurrency: int = Field(default=IngestSettings.account_concurrency, ge=1)
+    lookback_days: int = Field(default=IngestSettings.lookback_days, ge=0)
+    balance_error_threshold: float = Field(default=IngestSettings.balance_error_threshold, ge=0, le=1)
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> IngestResource:
+        return cls(
+            max_age=settings.max_age,
+            include_history=settings.include_history,
+            account_concurrency=settings.account_concurrency,
+            lookback_days=settings.lookback_days,
+            balance_error_threshold=settings.balance_error_threshold,
+        )

@@ -1,0 +1,162 @@
+"""``transactions`` (and its ledger ``transaction_windows``): every account's transactions, proven complete.
+
+One run fetches each account's whole range with few calls (see ``pipelines.windows``), then replaces
+each date partition of the range atomically. Days that returned the cap on their own are kept but
+flagged, and the ``no_incomplete_days`` check fails naming each account and day.
+"""
+
+import time
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+
+from assets.common import (
+    GROUP,
+    SINGLE_RUN,
+    api_metadata,
+    latest_accounts,
+    markdown_preview,
+    run_async,
+    run_dates,
+)
+from assets.resources import IngestResource, LakeResource, SyncteraApi
+from pipelines import ledger, records
+from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.synctera import StatsSnapshot
+from pipelines.transactions import AccountTransactions, fetch_all_accounts
+from pipelines.warehouse import refresh_views
+
+UNIQUE_CHECK = "unique_transaction_keys"
+COMPLETE_CHECK = "no_incomplete_days"
+
+
+def _duplicate_keys(lake: Lake, paths: list[str]) -> int:
+    if not paths:
+        return 0
+    connection = duckdb.connect()
+    try:
+        row = connection.execute(
+            "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
+            "GROUP BY ALL HAVING count(*) > 1)",
+            [paths],
+        ).fetchone()
+    finally:
+        connection.close()
+    return int(row[0]) if row else 0
+
+
+def build_transactions(
+    partitions_def: dg.PartitionsDefinition,
+    external_accounts: dg.AssetsDefinition,
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="transactions",
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        deps=[external_accounts],
+        group_name=GROUP,
+        kinds={"parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(UNIQUE_CHECK, asset="transactions"),
+            dg.AssetCheckSpec(COMPLETE_CHECK, asset="transactions"),
+        ],
+        description="Transactions by their date, each (account_id, transaction_id) once, with the ledger "
+        "of windows (transaction_windows) that proves every day complete or flags it.",
+    )
+    def transactions(
+        context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
+    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        synctera.check()
+        began = time.monotonic()
+        store = lake.lake
+        store.clear_staging()
+        start, end = run_dates(context)
+        account_ids, snapshot_day = latest_accounts(store)
+        rates = ledger.prior_rates(store, around=start)
+        context.log.info(
+            f"transactions {start}..{end} (end exclusive) for {len(account_ids)} accounts of the "
+            f"{snapshot_day} snapshot; {len(rates)} have a density from earlier runs"
+        )
+
+        async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
+            async with synctera.client() as client:
+                results = await fetch_all_accounts(
+                    client, account_ids, start, end, prior_rates=rates, concurrency=ingest.account_concurrency
+                )
+                return results, client.stats_snapshot()
+
+        results, stats = run_async(fetch())
+        fetched = pa.concat_tables(
+            [
+                records.transactions_table(
+                    r.account_id,
+                    r.transactions.values(),
+                    fetched_at=r.windows[-1].fetched_at,
+                    run_id=context.run.run_id,
+                )
+                for r in results
+                if r.windows
+            ]
+            or [TRANSACTIONS.empty_table()]
+        )
+        days = days_between(start, end)
+        written = store.replace_partitions("transactions", days, fetched)
+        windows = [w for r in results for w in r.windows]
+        store.replace_partitions(
+            "transaction_windows", days, ledger.windows_table(windows, run_id=context.run.run_id)
+        )
+        refresh_views(store)
+
+        flagged = sorted((day.isoformat(), r.account_id) for r in results for day in r.flagged_days)
+        for day, account_id in flagged:
+            context.log.warning(f"incomplete: account {account_id} on {day} returned the 500-row cap")
+        duplicates = _duplicate_keys(store, [str(p) for p in written])
+        calls = len(windows)
+        split = sum(r.windows_split for r in results)
+        context.log.info(
+            f"transactions: {fetched.num_rows} rows in {len(days)} partitions, {calls} calls, "
+            f"{split} windows split, {len(flagged)} incomplete account-days"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "rows_written": fetched.num_rows,
+                "partitions_written": len(days),
+                "accounts": len(account_ids),
+                "transaction_calls": calls,
+                "windows_split": split,
+                "incomplete_days": len(flagged),
+                "duplicates_dropped": sum(r.duplicates_dropped for r in results),
+                "range": f"{start}..{days[-1]}",
+                "duration_seconds": round(time.monotonic() - began, 3),
+                "preview": markdown_preview(
+                    fetched, ["account_id", "transaction_id", "date", "amount", "merchant_name"]
+                ),
+                **api_metadata(stats),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=UNIQUE_CHECK,
+                    passed=duplicates == 0,
+                    metadata={"duplicate_keys": duplicates},
+                    description="Each (account_id, transaction_id) appears once in the partitions written.",
+                ),
+                dg.AssetCheckResult(
+                    check_name=COMPLETE_CHECK,
+                    passed=not flagged,
+                    metadata={
+                        "incomplete_days": len(flagged),
+                        "account_days": dg.MetadataValue.json(
+                            [{"date": d, "account_id": a} for d, a in flagged]
+                        ),
+                    },
+                    description="Every account-day came from a window under the 500-row cap."
+                    if not flagged
+                    else "Incomplete (capped single days): "
+                    + ", ".join(f"{a} on {d}" for d, a in flagged[:20])
+                    + (" …" if len(flagged) > 20 else ""),
+                ),
+            ],
+        )
+
+    return transactions

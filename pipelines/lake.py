@@ -1,0 +1,232 @@
+"""The Parquet lake: explicit Arrow schemas and atomic replacement of whole date partitions.
+
+Layout: ``<root>/<table>/date=YYYY-MM-DD/part-0.parquet``, one file per partition. A partition is
+written to ``<root>/.staging`` first and then renamed over the old file, so a reader sees the old
+partition or the new one, never a mix; a crash leaves the old one intact and only a staging file
+behind, which no view reads and the next write clears.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+STAGING = ".staging"
+PART = "part-0.parquet"
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+TRANSACTIONS = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("transaction_id", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("amount", pa.int64()),
+        pa.field("currency", pa.string()),
+        pa.field("authorized_date", pa.date32()),
+        pa.field("is_pending", pa.bool_()),
+        pa.field("merchant_name", pa.string()),
+        pa.field("category", pa.list_(pa.string())),
+        pa.field("payment_channel", pa.string()),
+        pa.field("payment_method", pa.string()),
+        pa.field("transaction_type", pa.string()),
+        pa.field("check_number", pa.string()),
+        pa.field("extra", pa.string()),  # fields the API added after 0.153.0, as JSON
+        pa.field("fetched_at", UTC_TS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+_STRUCT_ROUTING = pa.struct(
+    [
+        ("bank_name", pa.string()),
+        ("bank_countries", pa.list_(pa.string())),
+        ("ach_routing_number", pa.string()),
+        ("wire_routing_number", pa.string()),
+        ("swift_code", pa.string()),
+        ("eft_routing_number", pa.string()),
+        ("eft_ca_routing_number", pa.string()),
+    ]
+)
+
+EXTERNAL_ACCOUNTS = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("customer_id", pa.string()),
+        pa.field("business_id", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("nickname", pa.string()),
+        pa.field("account_owner_names", pa.list_(pa.string())),
+        pa.field("account_identifiers", pa.struct([("number", pa.string()), ("iban", pa.string())])),
+        pa.field("routing_identifiers", _STRUCT_ROUTING),
+        pa.field(
+            "verification",
+            pa.struct(
+                [
+                    ("status", pa.string()),
+                    ("vendor", pa.string()),
+                    ("creation_time", UTC_TS),
+                    ("last_updated_time", UTC_TS),
+                ]
+            ),
+        ),
+        pa.field(
+            "vendor_data", pa.struct([("account_number_mask", pa.string()), ("institution_id", pa.string())])
+        ),
+        pa.field("vendor_info", pa.string()),  # free-form vendor payload, as JSON
+        pa.field("metadata", pa.string()),  # user-supplied, as JSON
+        pa.field("tenant", pa.string()),
+        pa.field("creation_time", UTC_TS),
+        pa.field("last_updated_time", UTC_TS),
+        pa.field("deletion_time", UTC_TS),
+        pa.field("extra", pa.string()),
+        pa.field("date", pa.date32(), nullable=False),  # the UTC date the snapshot was taken
+        pa.field("observed_at", UTC_TS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+BALANCES = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),  # the UTC date it was observed on
+        pa.field("observed_at", UTC_TS, nullable=False),
+        pa.field("currency", pa.string()),
+        pa.field("available", pa.int64()),
+        pa.field("current", pa.int64()),
+        pa.field("limit", pa.int64()),
+        pa.field("creation_time", UTC_TS),
+        pa.field("last_updated_time", UTC_TS),
+        pa.field("last_updated_time_vendor", UTC_TS),
+        pa.field("transactions_last_updated_time", UTC_TS),
+        pa.field("max_age", pa.int64()),
+        pa.field("error", pa.string()),  # why there is no balance; null when there is one
+        pa.field("error_status", pa.int64()),
+        pa.field("error_code", pa.string()),
+        pa.field("extra", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+TRANSACTION_WINDOWS = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),  # = start_date, the partition
+        pa.field("start_date", pa.date32(), nullable=False),
+        pa.field("end_date", pa.date32(), nullable=False),  # exclusive, as the API takes it
+        pa.field("row_count", pa.int64(), nullable=False),
+        pa.field("complete", pa.bool_(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),  # complete | capped | flagged
+        pa.field("attempts", pa.int64(), nullable=False),
+        pa.field("fetched_at", UTC_TS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "external_accounts": EXTERNAL_ACCOUNTS,
+    "balances": BALANCES,
+    "transactions": TRANSACTIONS,
+    "transaction_windows": TRANSACTION_WINDOWS,
+}
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The lake under ``root`` (the configured data directory)."""
+
+    root: Path
+
+    def table_dir(self, table: str) -> Path:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}")
+        return self.root / table
+
+    def partition_file(self, table: str, day: dt.date) -> Path:
+        return self.table_dir(table) / f"date={day.isoformat()}" / PART
+
+    def partitions(self, table: str) -> list[dt.date]:
+        """Dates that have a partition file, oldest first."""
+        directory = self.table_dir(table)
+        if not directory.is_dir():
+            return []
+        days = []
+        for child in directory.iterdir():
+            if child.name.startswith("date=") and (child / PART).is_file():
+                days.append(dt.date.fromisoformat(child.name.removeprefix("date=")))
+        return sorted(days)
+
+    def glob(self, table: str) -> str:
+        return str(self.table_dir(table) / "*" / "*.parquet")
+
+    def replace_partition(self, table: str, day: dt.date, data: pa.Table) -> Path:
+        """Write ``data`` as the whole partition ``day`` of ``table``, atomically.
+
+        ``data`` must match the table's schema exactly (types and nullability), so that every file
+        of a table reads with one schema; an empty table writes an empty partition, which records
+        that the day was fetched and had nothing.
+        """
+        schema = TABLES[table]
+        if not data.schema.equals(schema):
+            raise TypeError(f"{table} partition {day}: schema mismatch\n{data.schema}\n!=\n{schema}")
+        dates = data.column("date")
+        if data.num_rows and (dates.null_count or {d.as_py() for d in dates.unique()} != {day}):
+            raise ValueError(f"{table} partition {day} holds rows of other dates")
+        staging = self.root / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        temporary = staging / f"{table}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
+        target = self.partition_file(table, day)
+        try:
+            pq.write_table(data, temporary, compression="zstd")
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
+
+    def replace_partitions(self, table: str, days: Iterable[dt.date], data: pa.Table) -> list[Path]:
+        """Replace every partition in ``days`` with the rows of ``data`` dated that day (maybe none)."""
+        by_day = dict(split_by_date(data))
+        schema = TABLES[table]
+        return [self.replace_partition(table, day, by_day.get(day, schema.empty_table())) for day in days]
+
+    def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+        """Remove staging files left by crashed writers (old enough not to belong to a live one)."""
+        staging = self.root / STAGING
+        if not staging.is_dir():
+            return 0
+        cutoff = dt.datetime.now().timestamp() - older_than.total_seconds()
+        removed = 0
+        for leftover in staging.iterdir():
+            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                leftover.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:
+    """The rows of ``data`` grouped by their ``date`` column, each group sorted as it came."""
+    if data.num_rows == 0:
+        return
+    dates = data.column("date")
+    for value in dates.unique().to_pylist():
+        mask = pc.equal(dates, pa.scalar(value, pa.date32()))
+        yield value, data.filter(mask)
+
+
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every day in ``[start, end)``."""
+    return [start + dt.timedelta(days=n) for n in range((end - start).days)]

@@ -1,0 +1,54 @@
+"""The ledger of windows fetched (``transaction_windows``), and what earlier runs say about density."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pyarrow as pa
+
+from pipelines import lake as lake_module
+from pipelines.lake import Lake
+from pipelines.transactions import WindowRecord
+from pipelines.windows import Outcome
+
+DENSITY_LOOKBACK = dt.timedelta(days=120)
+
+
+def windows_table(records: list[WindowRecord], *, run_id: str) -> pa.Table:
+    rows = [
+        {
+            "account_id": r.account_id,
+            "date": r.window.start,
+            "start_date": r.window.start,
+            "end_date": r.window.end,
+            "row_count": r.row_count,
+            "complete": r.outcome is Outcome.COMPLETE,
+            "outcome": r.outcome.value,
+            "attempts": r.attempts,
+            "fetched_at": r.fetched_at,
+            "run_id": run_id,
+        }
+        for r in records
+    ]
+    return pa.Table.from_pylist(rows, schema=lake_module.TRANSACTION_WINDOWS)
+
+
+def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
+    """Rows per day of each account in complete windows fetched earlier, near ``around``."""
+    if not lake.partitions("transaction_windows"):
+        return {}
+    connection = duckdb.connect()
+    try:
+        rows = connection.execute(
+            """
+            SELECT account_id, sum(row_count) / sum(datediff('day', start_date, end_date))
+            FROM read_parquet(?, hive_partitioning = true)
+            WHERE complete AND start_date BETWEEN ? AND ?
+            GROUP BY account_id
+            """,
+            [lake.glob("transaction_windows"), around - DENSITY_LOOKBACK, around + DENSITY_LOOKBACK],
+        ).fetchall()
+    finally:
+        connection.close()
+    return {account_id: float(rate) for account_id, rate in rows}

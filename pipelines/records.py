@@ -1,0 +1,172 @@
+"""API records → Arrow tables with the lake's schemas (amounts stay int64 minor units)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines import lake
+from pipelines.synctera.errors import ApiError
+from pipelines.synctera.models import (
+    ApiRecord,
+    ExternalAccount,
+    ExternalAccountBalance,
+    ExternalAccountTransaction,
+)
+
+
+def _extra(record: ApiRecord) -> str | None:
+    """Fields the API sent that the 0.153.0 schema does not know: kept, as JSON, never dropped."""
+    extra = record.model_extra
+    return json.dumps(extra, sort_keys=True, default=str) if extra else None
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, ApiRecord):
+        value = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def transactions_table(
+    account_id: str,
+    transactions: Iterable[ExternalAccountTransaction],
+    *,
+    fetched_at: dt.datetime,
+    run_id: str,
+) -> pa.Table:
+    rows = [
+        {
+            "account_id": account_id,
+            "transaction_id": t.transaction_id,
+            "date": t.date,
+            "amount": t.amount,
+            "currency": t.currency,
+            "authorized_date": t.authorized_date,
+            "is_pending": t.is_pending,
+            "merchant_name": t.merchant_name,
+            "category": t.category,
+            "payment_channel": t.payment_channel,
+            "payment_method": t.payment_method,
+            "transaction_type": t.transaction_type,
+            "check_number": t.check_number,
+            "extra": _extra(t),
+            "fetched_at": fetched_at,
+            "run_id": run_id,
+        }
+        for t in transactions
+    ]
+    return pa.Table.from_pylist(rows, schema=lake.TRANSACTIONS)
+
+
+def accounts_table(accounts: Sequence[ExternalAccount], *, observed_at: dt.datetime, run_id: str) -> pa.Table:
+    rows = []
+    for a in accounts:
+        routing = a.routing_identifiers
+        rows.append(
+            {
+                "account_id": a.id,
+                "id": a.id,
+                "customer_id": a.customer_id,
+                "business_id": a.business_id,
+                "status": a.status,
+                "type": a.type,
+                "currency": a.currency,
+                "name": a.name,
+                "nickname": a.nickname,
+                "account_owner_names": a.account_owner_names,
+                "account_identifiers": {
+                    "number": a.account_identifiers.number,
+                    "iban": a.account_identifiers.iban,
+                },
+                "routing_identifiers": {
+                    "bank_name": routing.bank_name,
+                    "bank_countries": routing.bank_countries,
+                    "ach_routing_number": routing.ach_routing_number,
+                    "wire_routing_number": routing.wire_routing_number,
+                    "swift_code": routing.swift_code,
+                    "eft_routing_number": routing.eft_routing_number,
+                    "eft_ca_routing_number": routing.eft_ca_routing_number,
+                },
+                "verification": None
+                if a.verification is None
+                else {
+                    "status": a.verification.status,
+                    "vendor": a.verification.vendor,
+                    "creation_time": a.verification.creation_time,
+                    "last_updated_time": a.verification.last_updated_time,
+                },
+                "vendor_data": None
+                if a.vendor_data is None
+                else {
+                    "account_number_mask": a.vendor_data.account_number_mask,
+                    "institution_id": a.vendor_data.institution_id,
+                },
+                "vendor_info": _json(a.vendor_info),
+                "metadata": _json(a.metadata),
+                "tenant": a.tenant,
+                "creation_time": a.creation_time,
+                "last_updated_time": a.last_updated_time,
+                "deletion_time": a.deletion_time,
+                "extra": _extra(a),
+                "date": observed_at.date(),
+                "observed_at": observed_at,
+                "run_id": run_id,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=lake.EXTERNAL_ACCOUNTS)
+
+
+@dataclass(frozen=True)
+class BalanceObservation:
+    """One account's balance as observed at ``observed_at``, or why it could not be."""
+
+    account_id: str
+    observed_at: dt.datetime
+    max_age: int | None
+    balance: ExternalAccountBalance | None = None
+    error: str | None = None
+    error_status: int | None = None
+    error_code: str | None = None
+
+    @classmethod
+    def failed(
+        cls, account_id: str, observed_at: dt.datetime, max_age: int | None, exc: Exception
+    ) -> BalanceObservation:
+        status = exc.status if isinstance(exc, ApiError) else None
+        code = exc.code if isinstance(exc, ApiError) else None
+        return cls(account_id, observed_at, max_age, None, str(exc), status, code)
+
+
+def balances_table(observations: Iterable[BalanceObservation], *, run_id: str) -> pa.Table:
+    rows = []
+    for o in observations:
+        b = o.balance
+        rows.append(
+            {
+                "account_id": o.account_id,
+                "date": o.observed_at.date(),
+                "observed_at": o.observed_at,
+                "currency": b.currency if b else None,
+                "available": b.available if b else None,
+                "current": b.current if b else None,
+                "limit": b.limit if b else None,
+                "creation_time": b.creation_time if b else None,
+                "last_updated_time": b.last_updated_time if b else None,
+                "last_updated_time_vendor": b.last_updated_time_vendor if b else None,
+                "transactions_last_updated_time": b.transactions_last_updated_time if b else None,
+                "max_age": o.max_age,
+                "error": o.error,
+                "error_status": o.error_status,
+                "error_code": o.error_code,
+                "extra": _extra(b) if b else None,
+                "run_id": run_id,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=lake.BALANCES)

@@ -1,0 +1,147 @@
+"""The pipeline's configuration, read from the environment and checked before any call.
+
+Every knob has a sane default, so that ``make run`` works on a fresh clone against the local sandbox.
+A bad value is an error that names the variable and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pipelines.synctera import validate_base_url
+
+LOCAL_SANDBOX_URL = "http://127.0.0.1:8765/v0"
+SANDBOX_DEFAULT_KEY = "sandbox-api-key"
+DEFAULT_START_DATE = dt.date(2024, 1, 1)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+def is_local(url: httpx.URL) -> bool:
+    """Loopback hosts: the built-in sandbox, where a missing key may fall back to the sandbox's own."""
+    host = url.host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_api_key(base_url: str, api_key: str | None) -> str:
+    """The key to use: required for a remote API; the sandbox's default key on loopback."""
+    url = validate_base_url(base_url)
+    if api_key and api_key.strip():
+        return api_key
+    if is_local(url):
+        return os.environ.get("SYNCTERA_SANDBOX_API_KEY") or SANDBOX_DEFAULT_KEY
+    raise ConfigError(
+        f"SYNCTERA_API_KEY is not set, and {url.host} is not the local sandbox: set the API key"
+    )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, *, low: float, high: float | None = None
+) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def start_date_from_env(env: Mapping[str, str] | None = None, *, today: dt.date | None = None) -> dt.date:
+    """``SYNCTERA_START_DATE``: the first daily partition (YYYY-MM-DD), not in the future."""
+    env = os.environ if env is None else env
+    raw = env.get("SYNCTERA_START_DATE")
+    if not raw:
+        return DEFAULT_START_DATE
+    try:
+        start = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"SYNCTERA_START_DATE must be a date (YYYY-MM-DD), got {raw!r}") from None
+    today = today or dt.datetime.now(dt.UTC).date()
+    if start >= today:
+        raise ConfigError(
+            f"SYNCTERA_START_DATE {start} is not in the past: partitions end yesterday ({today})"
+        )
+    return start
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How the ingestion behaves, independent of where the API is.
+
+    ``max_age``: seconds a balance may be old. ``account_concurrency``: accounts fetched at once.
+    ``lookback_days``: complete days the daily run re-fetches before yesterday (late postings,
+    pending → posted). ``balance_error_threshold``: the share of balance errors the check accepts.
+    """
+
+    max_age: int = 3600
+    include_history: bool = False
+    account_concurrency: int = 16
+    lookback_days: int = 3
+    balance_error_threshold: float = 0.25
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
+        env = os.environ if env is None else env
+        return cls(
+            max_age=_int(env, "SYNCTERA_MAX_AGE", cls.max_age, minimum=0),
+            include_history=_bool(env, "SYNCTERA_INCLUDE_HISTORY", cls.include_history),
+            account_concurrency=_int(env, "SYNCTERA_ACCOUNT_CONCURRENCY", cls.account_concurrency, minimum=1),
+            lookback_days=_int(env, "SYNCTERA_LOOKBACK_DAYS", cls.lookback_days, minimum=0),
+            balance_error_threshold=_float(
+                env, "SYNCTERA_BALANCE_ERROR_THRESHOLD", cls.balance_error_threshold, low=0.0, high=1.0
+            ),
+        )
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""Relative data directories are taken from here, never from the current directory."""
+
+
+def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """``SYNCTERA_DATA_DIR`` (default ``data``); a relative path is relative to the repository root."""
+    env = os.environ if env is None else env
+    path = Path(env.get("SYNCTERA_DATA_DIR") or "data")
+    return path if path.is_absolute() else REPO_ROOT / path

@@ -1,0 +1,179 @@
+"""Fetching one account's transactions over a date range, window by window, provably complete.
+
+Each window is asked for as the planner says. Every row must carry a ``transaction_id`` and a
+``date`` inside its window; anything else is an error that names the account and the window, never
+a row silently written elsewhere. Rows are keyed by ``(account_id, transaction_id)`` (case-sensitive),
+so windows never yield a duplicate. Capped windows are recorded in the ledger and their rows
+discarded, since the split windows fetch them again; a capped single day keeps its rows and is flagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pipelines.synctera import AsyncSyncteraClient, SyncteraError, last_call_attempts
+from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.windows import Outcome, Window, WindowPlanner
+
+log = logging.getLogger("pipelines.transactions")
+
+
+class TransactionAnomaly(SyncteraError):
+    """The API answered with rows that cannot be trusted (no id, no date, outside the window)."""
+
+    def __init__(self, account_id: str, window: Window, problem: str) -> None:
+        self.account_id = account_id
+        self.window = window
+        super().__init__(f"account {account_id}, window {window}: {problem}")
+
+
+class WindowFetchError(SyncteraError):
+    """A window could not be fetched (retries exhausted, bad response); names account and window."""
+
+    def __init__(self, account_id: str, window: Window, cause: SyncteraError) -> None:
+        self.account_id = account_id
+        self.window = window
+        super().__init__(f"account {account_id}, window {window}: {cause}")
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One window asked for: a row of the ``transaction_windows`` ledger."""
+
+    account_id: str
+    window: Window
+    row_count: int
+    outcome: Outcome
+    attempts: int
+    fetched_at: dt.datetime
+
+
+@dataclass
+class AccountTransactions:
+    """Everything fetched for one account over one range."""
+
+    account_id: str
+    transactions: dict[str, ExternalAccountTransaction] = field(default_factory=dict)
+    windows: list[WindowRecord] = field(default_factory=list)
+    flagged_days: list[dt.date] = field(default_factory=list)
+    duplicates_dropped: int = 0
+
+    @property
+    def calls(self) -> int:
+        return len(self.windows)
+
+    @property
+    def windows_split(self) -> int:
+        return sum(1 for w in self.windows if w.outcome is Outcome.CAPPED)
+
+
+def _checked_rows(
+    account_id: str, window: Window, rows: Sequence[ExternalAccountTransaction]
+) -> Counter[dt.date]:
+    """Rows per day, after checking that each row has an id and a date inside the window."""
+    per_day: Counter[dt.date] = Counter()
+    for position, row in enumerate(rows):
+        if not row.transaction_id:
+            raise TransactionAnomaly(account_id, window, f"row {position} has no transaction_id")
+        if row.date is None:
+            raise TransactionAnomaly(account_id, window, f"transaction {row.transaction_id} has no date")
+        if row.date not in window:
+            raise TransactionAnomaly(
+                account_id,
+                window,
+                f"transaction {row.transaction_id} is dated {row.date}, outside the window",
+            )
+        per_day[row.date] += 1
+    return per_day
+
+
+def _keep(result: AccountTransactions, window: Window, rows: Sequence[ExternalAccountTransaction]) -> None:
+    for row in rows:
+        key = row.transaction_id
+        assert key is not None  # checked above
+        previous = result.transactions.get(key)
+        if previous is None:
+            result.transactions[key] = row
+        elif previous == row:
+            result.duplicates_dropped += 1
+        else:
+            raise TransactionAnomaly(
+                result.account_id, window, f"transaction {key} came back twice with different contents"
+            )
+
+
+async def fetch_account_transactions(
+    client: AsyncSyncteraClient,
+    account_id: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    prior_rate: float | None = None,
+) -> AccountTransactions:
+    """All transactions of ``account_id`` dated in ``[start, end)``, with the windows that proved it."""
+    planner = WindowPlanner(start, end, rate=prior_rate)
+    result = AccountTransactions(account_id)
+    while (window := planner.next_window()) is not None:
+        try:
+            answer = await client.get_external_account_transactions(
+                account_id, start_date=window.start, end_date=window.end
+            )
+        except SyncteraError as exc:
+            raise WindowFetchError(account_id, window, exc) from exc
+        attempts = last_call_attempts()
+        rows = answer.transactions
+        outcome = planner.record(window, _checked_rows(account_id, window, rows))
+        result.windows.append(
+            WindowRecord(account_id, window, len(rows), outcome, attempts, dt.datetime.now(dt.UTC))
+        )
+        if outcome is Outcome.CAPPED:
+            log.info("account %s: window %s hit the cap (%d rows), splitting", account_id, window, len(rows))
+            continue
+        if outcome is Outcome.FLAGGED:
+            log.warning(
+                "account %s: %s returned %d rows, the cap: kept, but the day cannot be proven complete",
+                account_id,
+                window.start,
+                len(rows),
+            )
+            result.flagged_days.append(window.start)
+        _keep(result, window, rows)
+    return result
+
+
+async def fetch_all_accounts(
+    client: AsyncSyncteraClient,
+    account_ids: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    *,
+    prior_rates: Mapping[str, float],
+    concurrency: int,
+) -> list[AccountTransactions]:
+    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest."""
+    slots = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(account_id: str) -> AccountTransactions:
+        nonlocal done
+        async with slots:
+            fetched = await fetch_account_transactions(
+                client, account_id, start, end, prior_rate=prior_rates.get(account_id)
+            )
+        done += 1
+        if done % 50 == 0 or done == len(account_ids):
+            log.info("transactions: %d of %d accounts fetched", done, len(account_ids))
+        return fetched
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(account_id)) for account_id in account_ids]
+    except ExceptionGroup as failures:
+        # The first failure names its account and window; the rest were cancelled because of it.
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]

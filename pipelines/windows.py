@@ -1,0 +1,208 @@
+"""The window planner: which date windows to ask for so that every window comes back under the cap.
+
+Synctera's transactions endpoint returns at most 500 rows and has no paging, so only a window that
+returned fewer than 500 rows is provably complete. A window that returned 500 is *capped*: its rows
+are kept aside and the window is split. A single day that returns 500 cannot be split any further:
+its rows are kept and the account-day is flagged incomplete.
+
+The planner also keeps calls few. It walks one account's range from the start, sizing each window
+from the account's density: the rate seen in earlier runs (the ledger), then the exact counts of the
+days fetched so far. When nothing is known it asks for the whole range at once, which is one call for
+the many quiet accounts. A capped answer still says something: every day it returned rows for has at
+least that many, so days that dominate it (a spike of hundreds) are set apart into windows of their
+own, and the rest is re-planned. Nothing about the order or choice of the capped rows is assumed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pipelines.synctera import TRANSACTIONS_CAP
+
+ONE_DAY = dt.timedelta(days=1)
+
+FILL_LIMIT = TRANSACTIONS_CAP - 1
+"""The most rows a window may be planned to hold: 499 is provably complete, 500 never is."""
+
+
+SPIKE = TRANSACTIONS_CAP // 4
+"""Rows of one day in a capped answer that mark it as a spike, to be fetched on its own."""
+
+
+PRIOR_DAYS = 14
+"""Days of exact counts after which this run's own density outweighs the ledger's prior."""
+
+WEEKDAY_PRIOR = 2.0
+"""Pseudo-observations that pull a weekday's factor towards 1.0 until it has been seen a few times."""
+
+
+class Outcome(StrEnum):
+    COMPLETE = "complete"  # fewer than 500 rows: every transaction of the window is here
+    CAPPED = "capped"  # 500 rows over several days: split and fetched again
+    FLAGGED = "flagged"  # 500 rows on a single day: kept, but the day is incomplete
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """Dates ``[start, end)``: start inclusive, end exclusive, as the API takes them."""
+
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if not self.start < self.end:
+            raise ValueError(f"empty window {self.start}..{self.end}")
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, dt.date) and self.start <= day < self.end
+
+    def __str__(self) -> str:
+        last = self.end - ONE_DAY
+        return str(self.start) if last == self.start else f"{self.start}..{last}"
+
+
+def classify(window: Window, row_count: int) -> Outcome:
+    if row_count < TRANSACTIONS_CAP:
+        return Outcome.COMPLETE
+    return Outcome.FLAGGED if window.days == 1 else Outcome.CAPPED
+
+
+@dataclass
+class WindowPlanner:
+    """Plans the windows of one account over ``[start, end)``, one at a time.
+
+    Call ``next_window()``, fetch it, then ``record()`` the answer's rows per day; repeat until
+    ``next_window()`` returns ``None``. ``rate`` is a prior in rows per day (None: unknown).
+    ``safety`` is how many standard deviations of day-to-day noise a plan keeps below the cap.
+    """
+
+    start: dt.date
+    end: dt.date
+    rate: float | None = None
+    safety: float = 1.0
+    uncertainty: float = 0.1
+    cold_split: int = 4
+    probe_days: int = 1
+
+    def __post_init__(self) -> None:
+        self._cursor = self.start
+        self._counts: list[int] = []  # exact per-day counts of the complete days, in order
+        self._floors: dict[dt.date, int] = {}  # rows per day seen in capped answers: lower bounds
+        self._shrink_to: int | None = None  # after a capped cold start: the next window's length
+
+    @property
+    def done(self) -> bool:
+        return self._cursor >= self.end
+
+    def next_window(self) -> Window | None:
+        if self.done:
+            return None
+        remaining = (self.end - self._cursor).days
+        if self._shrink_to is not None:
+            days = min(self._shrink_to, remaining)
+        elif self._estimate() is None:
+            days = remaining
+        else:
+            days = self._fit(remaining)
+        return Window(self._cursor, self._cursor + days * ONE_DAY)
+
+    def record(self, window: Window, rows_per_day: Mapping[dt.date, int]) -> Outcome:
+        """Take the answer for ``window`` (rows counted per ``date``) and move on."""
+        if window.start != self._cursor:
+            raise ValueError(f"window {window} is not the planned one (next day is {self._cursor})")
+        total = sum(rows_per_day.values())
+        outcome = classify(window, total)
+        if outcome is Outcome.CAPPED:
+            for day, count in rows_per_day.items():
+                self._floors[day] = max(self._floors.get(day, 0), count)
+            self._shrink_to = self._split(window, rows_per_day)
+            return outcome
+        self._shrink_to = None
+        if outcome is Outcome.COMPLETE:
+            day = window.start
+            while day < window.end:
+                self._counts.append(rows_per_day.get(day, 0))
+                self._floors.pop(day, None)
+                day += ONE_DAY
+        else:
+            self._floors.pop(window.start, None)
+        self._cursor = window.end
+        return outcome
+
+    # --- sizing ----------------------------------------------------------------------------------
+
+    def _estimate(self) -> float | None:
+        """Typical rows per day: robust to the rare huge day, which gets a window of its own anyway."""
+        known = len(self._counts)
+        if known == 0:
+            return self.rate
+        seen = sorted(self._counts)
+        typical = statistics.fmean(seen[: max(1, math.ceil(known * 0.95))])
+        if self.rate is None or known >= PRIOR_DAYS:
+            return typical
+        weight = known / PRIOR_DAYS
+        return weight * typical + (1 - weight) * self.rate
+
+    def _weekday_factors(self, overall: float) -> list[float]:
+        """Each weekday's share of the typical day (businesses and people are quieter at weekends)."""
+        if overall <= 0 or len(self._counts) < 7:
+            return [1.0] * 7
+        sums, days = [0.0] * 7, [0] * 7
+        first = self._cursor - len(self._counts) * ONE_DAY
+        for offset, count in enumerate(self._counts):
+            weekday = (first + offset * ONE_DAY).weekday()
+            sums[weekday] += min(count, 3 * overall)  # a spike must not make its weekday look busy
+            days[weekday] += 1
+        # Shrink towards 1.0 while a weekday has been seen only a few times.
+        return [(sums[w] / overall + WEEKDAY_PRIOR) / (days[w] + WEEKDAY_PRIOR) for w in range(7)]
+
+    def _fit(self, remaining: int) -> int:
+        """The most days, from the cursor, whose expected rows stay under the cap with a margin."""
+        rate = self._estimate() or 0.0
+        factors = self._weekday_factors(rate)
+        expected = 0.0
+        for days in range(remaining):
+            day = self._cursor + days * ONE_DAY
+            floor = self._floors.get(day, 0)
+            if floor >= SPIKE:
+                # A day that dominated a capped answer gets a window of its own.
+                return max(1, days)
+            # A day seen in a capped answer holds at least the rows it showed there.
+            expected_next = expected + max(rate * factors[day.weekday()], float(floor))
+            # Poisson noise of the counts plus the uncertainty of the rate itself.
+            unc = (
+                max(self.uncertainty, 1 / math.sqrt(sum(self._counts) + 1))
+                if self._counts
+                else self.uncertainty
+            )
+            noise = self.safety * math.sqrt(expected_next + (unc * expected_next) ** 2)
+            if days > 0 and expected_next + noise > FILL_LIMIT:
+                return days
+            expected = expected_next
+        return remaining
+
+    def _split(self, window: Window, rows_per_day: Mapping[dt.date, int]) -> int:
+        """How many days to ask for next, after ``window`` came back capped."""
+        # A day that holds a large share of the capped answer is set apart: everything before it
+        # is asked for next, then that day alone.
+        for offset in range(window.days):
+            day = window.start + offset * ONE_DAY
+            if rows_per_day.get(day, 0) >= SPIKE:
+                return max(1, offset)
+        estimate = self._estimate()
+        if estimate is None or estimate * window.days < TRANSACTIONS_CAP / 2:
+            # Cold start, or the estimate was wrong: take a quarter of the days, which after a few
+            # rounds finds the account's scale; the first complete window then sets the rate.
+            if self.cold_split == 0:
+                return min(self.probe_days, window.days - 1)
+            return max(1, window.days // self.cold_split)
+        return max(1, min(window.days - 1, self._fit(window.days)))

@@ -1,0 +1,246 @@
+"""The ingestion end to end: real Dagster runs against the sandbox, real Parquet, real DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from assets.schedules import build_daily_schedule
+from pipelines.sandbox.process import sandbox_process
+from pipelines.settings import REPO_ROOT, ConfigError, resolve_api_key
+
+from .conftest import Pipeline, utc_today
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+    assert events, f"{asset} was not materialized"
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    evaluations = result.get_asset_check_evaluations()
+    matching = [e for e in evaluations if e.check_name == name]
+    assert matching, f"check {name} did not run"
+    return matching[-1]
+
+
+def _truth(
+    pipeline: Pipeline, account_ids: list[str], start: dt.date, end: dt.date
+) -> dict[tuple[str, str], int]:
+    """(account_id, transaction_id) -> amount for every true transaction in [start, end]."""
+    truth = {}
+    day = start
+    while day <= end:
+        for account_id in account_ids:
+            for t in pipeline.sandbox.true_transactions(account_id, day):
+                truth[(account_id, t["transaction_id"])] = t["amount"]
+        day += ONE_DAY
+    return truth
+
+
+def _warehouse_rows(pipeline: Pipeline, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    connection = pipeline.warehouse()
+    try:
+        return connection.execute(sql, params or []).fetchall()
+    finally:
+        connection.close()
+
+
+def test_backfill_equals_ground_truth_except_flagged_days(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    start = end - 29 * ONE_DAY
+    result = pipeline.materialize(start, end)
+    assert result.success
+
+    account_ids = [a["id"] for a in pipeline.sandbox.accounts()]
+    truth = _truth(pipeline, account_ids, start, end)
+    got_rows = _warehouse_rows(pipeline, "SELECT account_id, transaction_id, amount, date FROM transactions")
+    got = {(a, t): amount for a, t, amount, _ in got_rows}
+    assert len(got) == len(got_rows), "no (account_id, transaction_id) twice"
+
+    capped = {
+        (a, day)
+        for a in account_ids
+        for day in (start + n * ONE_DAY for n in range(30))
+        if len(pipeline.sandbox.true_transactions(a, day)) >= 500
+    }
+    assert capped, "the default data plants capped days in the last 30"
+    flagged_days = {(a, d) for a, _, _, d in got_rows if (a, d) in capped}
+    assert flagged_days == capped
+
+    def outside_capped_days(rows: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        dates = {(a, t): d for a, t, _, d in got_rows}
+        true_dates = {
+            (a, t["transaction_id"]): day
+            for a in account_ids
+            for day in (start + n * ONE_DAY for n in range(30))
+            for t in pipeline.sandbox.true_transactions(a, day)
+        }
+        return {k: v for k, v in rows.items() if (k[0], (dates.get(k) or true_dates[k])) not in capped}
+
+    assert outside_capped_days(got) == outside_capped_days(truth)
+    check = _check(result, "no_incomplete_days")
+    assert not check.passed
+    reported = {
+        (x["account_id"], dt.date.fromisoformat(x["date"])) for x in check.metadata["account_days"].value
+    }
+    assert reported == capped
+    assert _check(result, "unique_transaction_keys").passed
+
+    meta = _metadata(result, "transactions")
+    assert meta["incomplete_days"] == len(capped)
+    assert meta["transaction_calls"] >= len(account_ids)
+    assert meta["api_retries"] == 0
+    ledger = _warehouse_rows(
+        pipeline, "SELECT count(*), count(*) FILTER (outcome = 'flagged') FROM transaction_windows"
+    )
+    assert ledger == [(meta["transaction_calls"], len(capped))]
+
+
+def test_a_rerun_leaves_identical_data(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    start = end - 6 * ONE_DAY
+    snapshot = (
+        "SELECT account_id, transaction_id, date, amount, is_pending, merchant_name FROM transactions "
+        "ORDER BY account_id, transaction_id COLLATE NOCASE, transaction_id"
+    )
+    assert pipeline.materialize(start, end).success
+    first = _warehouse_rows(pipeline, snapshot)
+    files = sorted(p.relative_to(pipeline.data_dir) for p in pipeline.data_dir.rglob("*.parquet"))
+    assert pipeline.materialize(start, end).success
+    assert _warehouse_rows(pipeline, snapshot) == first
+    assert sorted(p.relative_to(pipeline.data_dir) for p in pipeline.data_dir.rglob("*.parquet")) == files
+    assert not list((pipeline.data_dir / ".staging").glob("*.parquet")), "no staging file left behind"
+
+
+def test_every_day_of_the_range_has_a_partition_even_when_empty(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    start = end - 4 * ONE_DAY
+    assert pipeline.materialize(start, end).success
+    assert pipeline.lake.partitions("transactions") == [start + n * ONE_DAY for n in range(5)]
+    types = dict(_warehouse_rows(pipeline, "SELECT column_name, column_type FROM (DESCRIBE transactions)"))
+    assert types["amount"] == "BIGINT"
+    assert types["date"] == "DATE"
+    assert types["fetched_at"] == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_balance_failures_are_rows_not_run_failures(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    result = pipeline.materialize(end, end, max_age=600)
+    assert result.success
+    rows = _warehouse_rows(
+        pipeline,
+        "SELECT account_id, current, error, error_status, error_code, observed_at, date FROM balances",
+    )
+    by_account = {r[0]: r for r in rows}
+    listed = [a["id"] for a in pipeline.sandbox.accounts()]
+    assert sorted(by_account) == sorted(listed), "one row per account, failed or not"
+    profiles = pipeline.sandbox.world.profiles
+    for account_id, current, error, status, code, observed_at, date in rows:
+        profile = profiles[account_id]
+        assert date == observed_at.astimezone(dt.UTC).date()
+        if profile.vendor_times_out:
+            assert (status, code) == (504, "VENDOR_TIMEOUT")
+        elif profile.balance_age_seconds > 600:
+            assert (status, code) == (422, "BALANCE_TOO_OLD")
+            assert "older than max_age" in error
+        else:
+            assert error is None and isinstance(current, int)
+    meta = _metadata(result, "balances")
+    assert meta["errors"] == sum(1 for r in rows if r[2] is not None) > 0
+
+
+def test_a_backfill_of_past_partitions_records_no_balances(pipeline: Pipeline) -> None:
+    end = utc_today() - 10 * ONE_DAY
+    result = pipeline.materialize(end - ONE_DAY, end)
+    assert result.success
+    meta = _metadata(result, "balances")
+    assert meta["balances_observed"] == 0
+    assert "live-only" in meta["skipped"]
+    assert _warehouse_rows(pipeline, "SELECT count(*) FROM balances") == [(0,)]
+    assert _warehouse_rows(pipeline, "SELECT count(*) FROM transactions")[0][0] > 0
+
+
+def test_schedule_asks_for_yesterday_and_the_lookback_in_one_run(pipeline: Pipeline) -> None:
+    schedule = build_daily_schedule(pipeline.partitions, lookback_days=3)
+    when = dt.datetime.combine(utc_today(), dt.time(2, 30), dt.UTC)
+    context = dg.build_schedule_context(scheduled_execution_time=when)
+    request = schedule.evaluate_tick(context).run_requests
+    assert request is not None and len(request) == 1
+    yesterday = utc_today() - ONE_DAY
+    assert request[0].partition_key_range == dg.PartitionKeyRange(
+        (yesterday - 3 * ONE_DAY).isoformat(), yesterday.isoformat()
+    )
+    assert request[0].run_key == f"daily-{yesterday.isoformat()}"
+
+
+def test_the_api_key_is_nowhere_on_disk_after_a_run(pipeline: Pipeline, api_key: str) -> None:
+    pipeline.sandbox.faults.inject(["503", "429-header", "drop"], endpoint="transactions")
+    end = utc_today() - ONE_DAY
+    assert pipeline.materialize(end - 2 * ONE_DAY, end).success
+    needle = api_key.encode()
+    scanned = 0
+    for root in (pipeline.dagster_home, pipeline.data_dir):
+        for path in root.rglob("*"):
+            if path.is_file():
+                scanned += 1
+                assert needle not in path.read_bytes(), f"the API key leaked into {path}"
+    assert scanned > 10
+
+
+def test_a_missing_key_for_a_remote_api_fails_before_any_call() -> None:
+    with pytest.raises(ConfigError, match="SYNCTERA_API_KEY"):
+        resolve_api_key("https://api.synctera.com/v0", None)
+    assert resolve_api_key("http://127.0.0.1:9/v0", None)
+
+
+@pytest.mark.slow
+def test_cli_partition_range_backfill_end_to_end(tmp_path: Path) -> None:
+    """What an operator types, in a subprocess, against the sandbox in its own process."""
+    end = utc_today() - ONE_DAY
+    start = end - 6 * ONE_DAY
+    key = "sk_test_cli_" + os.urandom(8).hex()
+    with sandbox_process(["--accounts", "12"], api_key=key) as base_url:
+        env = {
+            **os.environ,
+            "SYNCTERA_BASE_URL": base_url,
+            "SYNCTERA_API_KEY": key,
+            "SYNCTERA_DATA_DIR": str(tmp_path / "data"),
+            "SYNCTERA_START_DATE": (end - 60 * ONE_DAY).isoformat(),
+            "DAGSTER_HOME": str(tmp_path / "home"),
+        }
+        (tmp_path / "home").mkdir()
+        command = [
+            str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+            "-m", "pipelines.definitions", "--select", "*",
+            "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+        ]  # fmt: skip
+        finished = subprocess.run(
+            command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+        )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert key not in finished.stdout + finished.stderr
+    from pipelines import warehouse
+
+    connection = warehouse.connect(tmp_path / "data")
+    try:
+        (rows,) = connection.execute("SELECT count(*) FROM transactions").fetchone() or (0,)
+        dates = connection.execute(
+            "SELECT min(start_date), max(end_date) FROM transaction_windows"
+        ).fetchone()
+        (accounts,) = connection.execute("SELECT count(*) FROM external_accounts").fetchone() or (0,)
+    finally:
+        connection.close()
+    assert rows > 0
+    assert dates == (start, end + ONE_DAY), "the ledger covers the range, end exclusive"
+    assert 0 < accounts <= 12
