@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
 
-.PHONY: setup run test lint sandbox clean
+.PHONY: setup run ui test lint bench sandbox clean
 
 setup: $(STAMP)
 
@@ -23,9 +23,22 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check pipelines assets tests
-	$(BIN)/ruff format --check pipelines assets tests
+	$(BIN)/ruff check pipelines assets tests bench
+	$(BIN)/ruff format --check pipelines assets tests bench
 	$(BIN)/mypy
+
+# The Dagster UI on the same workspace, with the sandbox serving on $(SANDBOX_PORT): launch backfills
+# from the browser. Runs and the lake are kept in .dagster/ and data/.
+ui: setup
+	@mkdir -p .dagster
+	@$(BIN)/python -m pipelines.sandbox --port $(SANDBOX_PORT) & sandbox=$$!; \
+	trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
+	SYNCTERA_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/v0 SYNCTERA_API_KEY=sandbox-api-key \
+	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
+
+# Transaction calls of a real 90-day backfill (and a warm daily run) ÷ the minimum possible.
+bench: setup
+	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
 
 sandbox: setup
 	$(BIN)/python -m pipelines.sandbox --port $(SANDBOX_PORT)

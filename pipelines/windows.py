@@ -37,6 +37,9 @@ SPIKE = TRANSACTIONS_CAP // 4
 PRIOR_DAYS = 14
 """Days of exact counts after which this run's own density outweighs the ledger's prior."""
 
+PRIOR_UNCERTAINTY = 0.15
+"""Relative error assumed of a density carried over from earlier runs, until this run counts rows."""
+
 WEEKDAY_PRIOR = 2.0
 """Pseudo-observations that pull a weekday's factor towards 1.0 until it has been seen a few times."""
 
@@ -82,20 +85,19 @@ class WindowPlanner:
 
     Call ``next_window()``, fetch it, then ``record()`` the answer's rows per day; repeat until
     ``next_window()`` returns ``None``. ``rate`` is a prior in rows per day (None: unknown).
-    ``safety`` is how many standard deviations of day-to-day noise a plan keeps below the cap.
+    ``safety`` scales the expected spread of a window's row count (noise plus rate uncertainty).
     """
 
     start: dt.date
     end: dt.date
     rate: float | None = None
     safety: float = 1.0
-    uncertainty: float = 0.1
-    cold_split: int = 4
-    probe_days: int = 1
+    uncertainty: float = 0.05
+    cold_split: int = 16
 
     def __post_init__(self) -> None:
         self._cursor = self.start
-        self._counts: list[int] = []  # exact per-day counts of the complete days, in order
+        self._counts: dict[dt.date, int] = {}  # exact rows of each day fetched complete
         self._floors: dict[dt.date, int] = {}  # rows per day seen in capped answers: lower bounds
         self._shrink_to: int | None = None  # after a capped cold start: the next window's length
 
@@ -130,7 +132,7 @@ class WindowPlanner:
         if outcome is Outcome.COMPLETE:
             day = window.start
             while day < window.end:
-                self._counts.append(rows_per_day.get(day, 0))
+                self._counts[day] = rows_per_day.get(day, 0)
                 self._floors.pop(day, None)
                 day += ONE_DAY
         else:
@@ -145,7 +147,7 @@ class WindowPlanner:
         known = len(self._counts)
         if known == 0:
             return self.rate
-        seen = sorted(self._counts)
+        seen = sorted(self._counts.values())
         typical = statistics.fmean(seen[: max(1, math.ceil(known * 0.95))])
         if self.rate is None or known >= PRIOR_DAYS:
             return typical
@@ -157,38 +159,49 @@ class WindowPlanner:
         if overall <= 0 or len(self._counts) < 7:
             return [1.0] * 7
         sums, days = [0.0] * 7, [0] * 7
-        first = self._cursor - len(self._counts) * ONE_DAY
-        for offset, count in enumerate(self._counts):
-            weekday = (first + offset * ONE_DAY).weekday()
+        for day, count in self._counts.items():
+            weekday = day.weekday()
             sums[weekday] += min(count, 3 * overall)  # a spike must not make its weekday look busy
             days[weekday] += 1
         # Shrink towards 1.0 while a weekday has been seen only a few times.
         return [(sums[w] / overall + WEEKDAY_PRIOR) / (days[w] + WEEKDAY_PRIOR) for w in range(7)]
 
     def _fit(self, remaining: int) -> int:
-        """The most days, from the cursor, whose expected rows stay under the cap with a margin."""
+        """How many days from the cursor to ask for: the most days per call, in expectation.
+
+        Each candidate length ``n`` has an expected row count and a spread (Poisson noise of the
+        counts plus the uncertainty of the rate); ``p`` is its chance of reaching the cap. A capped
+        window costs one more call and then covers one day less, so ``n`` is worth
+        ``(n - p) / (1 + p)`` days per call; the best ``n`` wins.
+        """
         rate = self._estimate() or 0.0
         factors = self._weekday_factors(rate)
+        # How far the rate itself may be off: shrinks as rows are counted; a prior from earlier runs
+        # is trusted moderately (the account may have changed since).
+        if self._counts:
+            relative = max(self.uncertainty, 1 / math.sqrt(sum(self._counts.values()) + 1))
+        else:
+            relative = PRIOR_UNCERTAINTY
         expected = 0.0
-        for days in range(remaining):
-            day = self._cursor + days * ONE_DAY
+        best, best_value = 1, 0.0
+        for days in range(1, remaining + 1):
+            day = self._cursor + (days - 1) * ONE_DAY
             floor = self._floors.get(day, 0)
             if floor >= SPIKE:
                 # A day that dominated a capped answer gets a window of its own.
-                return max(1, days)
+                return best if days > 1 else 1
             # A day seen in a capped answer holds at least the rows it showed there.
-            expected_next = expected + max(rate * factors[day.weekday()], float(floor))
-            # Poisson noise of the counts plus the uncertainty of the rate itself.
-            unc = (
-                max(self.uncertainty, 1 / math.sqrt(sum(self._counts) + 1))
-                if self._counts
-                else self.uncertainty
+            expected += max(rate * factors[day.weekday()], float(floor))
+            spread = math.sqrt(expected + (relative * expected) ** 2) * self.safety
+            p_cap = (
+                0.5 * math.erfc((FILL_LIMIT + 0.5 - expected) / (spread * math.sqrt(2))) if spread else 0.0
             )
-            noise = self.safety * math.sqrt(expected_next + (unc * expected_next) ** 2)
-            if days > 0 and expected_next + noise > FILL_LIMIT:
-                return days
-            expected = expected_next
-        return remaining
+            value = (days - p_cap) / (1 + p_cap)
+            if value > best_value:
+                best, best_value = days, value
+            if p_cap > 0.5:
+                break
+        return best
 
     def _split(self, window: Window, rows_per_day: Mapping[dt.date, int]) -> int:
         """How many days to ask for next, after ``window`` came back capped."""
@@ -200,9 +213,27 @@ class WindowPlanner:
                 return max(1, offset)
         estimate = self._estimate()
         if estimate is None or estimate * window.days < TRANSACTIONS_CAP / 2:
-            # Cold start, or the estimate was wrong: take a quarter of the days, which after a few
-            # rounds finds the account's scale; the first complete window then sets the rate.
-            if self.cold_split == 0:
-                return min(self.probe_days, window.days - 1)
+            # Cold start, or the estimate was badly wrong: take a sixteenth of the days, which in one
+            # or two rounds finds the account's scale; the first complete window then sets the rate.
             return max(1, window.days // self.cold_split)
         return max(1, min(window.days - 1, self._fit(window.days)))
+
+
+def minimum_calls(day_counts: list[int]) -> int:
+    """The fewest calls that could fetch these consecutive days, knowing every count in advance.
+
+    Days are packed greedily into windows of at most 499 rows; a day of 500 or more costs one call
+    of its own. This is the yardstick for the planner, which cannot know the counts in advance.
+    """
+    calls, window = 0, None
+    for count in day_counts:
+        if count >= TRANSACTIONS_CAP:
+            calls += 1 + (window is not None)
+            window = None
+        elif window is None:
+            window = count
+        elif window + count <= FILL_LIMIT:
+            window += count
+        else:
+            calls, window = calls + 1, count
+    return calls + (window is not None)

@@ -1,0 +1,143 @@
+"""The lake and the warehouse on real files: schemas, atomic partition replacement, views."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import lake as lake_module
+from pipelines import warehouse
+from pipelines.lake import Lake
+from pipelines.records import transactions_table
+from pipelines.synctera.models import ExternalAccountTransaction
+
+DAY = dt.date(2026, 3, 1)
+NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
+
+
+def _rows(day: dt.date, n: int, *, amount: int = 100) -> pa.Table:
+    transactions = [
+        ExternalAccountTransaction.model_validate_json(
+            f'{{"transaction_id": "t{i}", "date": "{day}", "amount": {amount + i}, "new_field": {i}}}'
+        )
+        for i in range(n)
+    ]
+    return transactions_table("acc", transactions, fetched_at=NOW, run_id="run-1")
+
+
+def test_unknown_api_fields_are_kept_and_amounts_stay_int64(tmp_path: Path) -> None:
+    table = _rows(DAY, 2, amount=2**40)
+    assert table.schema.field("amount").type == pa.int64()
+    assert table.column("extra").to_pylist() == ['{"new_field": 0}', '{"new_field": 1}']
+    path = Lake(tmp_path).replace_partition("transactions", DAY, table)
+    assert pq.read_table(path).column("amount").to_pylist() == [2**40, 2**40 + 1]
+
+
+def test_replacing_a_partition_swaps_the_whole_file(tmp_path: Path) -> None:
+    store = Lake(tmp_path)
+    store.replace_partition("transactions", DAY, _rows(DAY, 5))
+    store.replace_partition("transactions", DAY, _rows(DAY, 2))
+    assert pq.read_table(store.partition_file("transactions", DAY)).num_rows == 2
+    assert [p.name for p in (tmp_path / "transactions").rglob("*.parquet")] == [lake_module.PART]
+
+
+def test_a_failed_write_leaves_the_old_partition_and_no_visible_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Lake(tmp_path)
+    store.replace_partition("transactions", DAY, _rows(DAY, 3))
+
+    def crash(table: pa.Table, where: Path, **_: object) -> None:
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lake_module.pq, "write_table", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.replace_partition("transactions", DAY, _rows(DAY, 9))
+    monkeypatch.undo()
+    assert pq.read_table(store.partition_file("transactions", DAY)).num_rows == 3
+    assert list((tmp_path / "transactions").rglob("*")) == [
+        store.partition_file("transactions", DAY).parent,
+        store.partition_file("transactions", DAY),
+    ]
+    assert list((tmp_path / ".staging").iterdir()) == []
+
+
+def test_rows_of_another_date_or_schema_are_refused(tmp_path: Path) -> None:
+    store = Lake(tmp_path)
+    with pytest.raises(ValueError, match="other dates"):
+        store.replace_partition("transactions", DAY, _rows(DAY + dt.timedelta(days=1), 1))
+    with pytest.raises(TypeError, match="schema mismatch"):
+        store.replace_partition("transactions", DAY, _rows(DAY, 1).drop_columns(["extra"]))
+
+
+def test_views_answer_from_any_directory_and_exist_before_any_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Lake(tmp_path / "data")
+    warehouse.refresh_views(store)
+    connection = warehouse.connect(store.root)
+    try:
+        assert connection.execute("SELECT count(*) FROM balances").fetchone() == (0,)
+        types = dict(
+            connection.execute("SELECT column_name, column_type FROM (DESCRIBE balances)").fetchall()
+        )
+    finally:
+        connection.close()
+    assert types["current"] == "BIGINT"
+    assert types["observed_at"] == "TIMESTAMP WITH TIME ZONE"
+
+    store.replace_partition("transactions", DAY, _rows(DAY, 4))
+    warehouse.refresh_views(store)
+    monkeypatch.chdir(tmp_path / "data")  # anywhere but the data directory's parent
+    connection = warehouse.connect(store.root)
+    try:
+        assert connection.execute("SELECT count(*), sum(amount) FROM transactions").fetchone() == (4, 406)
+    finally:
+        connection.close()
+
+
+def test_the_warehouse_opens_with_the_duckdb_command_from_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``duckdb data/warehouse.duckdb`` from the directory that holds ``data``: paths are relative to it."""
+    import duckdb
+
+    store = Lake(tmp_path / "data")
+    store.replace_partition("transactions", DAY, _rows(DAY, 2))
+    warehouse.refresh_views(store)
+    monkeypatch.chdir(tmp_path)
+    connection = duckdb.connect("data/warehouse.duckdb", read_only=True)
+    try:
+        assert connection.execute("SELECT count(*) FROM transactions").fetchone() == (2,)
+    finally:
+        connection.close()
+
+
+def test_an_analyst_holding_the_warehouse_open_does_not_block_a_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    monkeypatch.chdir(tmp_path)
+    store = Lake(tmp_path / "data")
+    store.replace_partition("transactions", DAY, _rows(DAY, 2))
+    warehouse.refresh_views(store)
+    analyst = duckdb.connect(str(store.root / warehouse.WAREHOUSE))  # read-write, as the CLI opens it
+    try:
+        store.replace_partition(
+            "transactions", DAY + dt.timedelta(days=1), _rows(DAY + dt.timedelta(days=1), 3)
+        )
+        warehouse.refresh_views(store)
+        assert analyst.execute("SELECT count(*) FROM transactions").fetchone() is not None
+    finally:
+        analyst.close()
+    fresh = warehouse.connect(store.root)
+    try:
+        assert fresh.execute("SELECT count(*) FROM transactions").fetchone() == (5,)
+    finally:
+        fresh.close()

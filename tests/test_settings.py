@@ -1,0 +1,54 @@
+"""Configuration from the environment: defaults that work, and errors that name the variable."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipelines.settings import (
+    DEFAULT_START_DATE,
+    REPO_ROOT,
+    ConfigError,
+    IngestSettings,
+    data_dir_from_env,
+    start_date_from_env,
+)
+
+
+def test_defaults_need_no_environment() -> None:
+    assert IngestSettings.from_env({}) == IngestSettings()
+    assert start_date_from_env({}) == DEFAULT_START_DATE
+    assert data_dir_from_env({}) == REPO_ROOT / "data"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SYNCTERA_MAX_AGE": "-1"}, "SYNCTERA_MAX_AGE must be at least 0"),
+        ({"SYNCTERA_MAX_AGE": "ten"}, "SYNCTERA_MAX_AGE must be an integer"),
+        ({"SYNCTERA_ACCOUNT_CONCURRENCY": "0"}, "SYNCTERA_ACCOUNT_CONCURRENCY must be at least 1"),
+        ({"SYNCTERA_INCLUDE_HISTORY": "maybe"}, "SYNCTERA_INCLUDE_HISTORY must be true or false"),
+        ({"SYNCTERA_BALANCE_ERROR_THRESHOLD": "1.5"}, "between 0.0 and 1.0"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        IngestSettings.from_env(env)
+
+
+def test_start_date_must_be_a_past_date() -> None:
+    today = dt.date(2026, 11, 23)
+    assert start_date_from_env({"SYNCTERA_START_DATE": "2026-01-01"}, today=today) == dt.date(2026, 1, 1)
+    with pytest.raises(ConfigError, match="not in the past"):
+        start_date_from_env({"SYNCTERA_START_DATE": "2026-11-23"}, today=today)
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        start_date_from_env({"SYNCTERA_START_DATE": "23/11/2026"}, today=today)
+
+
+def test_a_relative_data_dir_is_taken_from_the_repository_not_the_current_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.chdir("/")
+    assert data_dir_from_env({"SYNCTERA_DATA_DIR": "lake"}) == REPO_ROOT / "lake"
+    assert data_dir_from_env({"SYNCTERA_DATA_DIR": "/srv/lake"}).as_posix() == "/srv/lake"

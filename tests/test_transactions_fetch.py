@@ -1,0 +1,92 @@
+"""Fetching one account's windows: rows that cannot be trusted are errors naming account and window.
+
+The server here is a transport-level fake, because these answers break the spec on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from pipelines.synctera import AsyncSyncteraClient
+from pipelines.transactions import TransactionAnomaly, WindowFetchError, fetch_account_transactions
+from pipelines.windows import Outcome
+
+from .conftest import FAST_RETRY
+
+START, END = dt.date(2026, 2, 1), dt.date(2026, 2, 8)
+
+
+def _fetch(rows_for: Callable[[dt.date, dt.date], list[dict[str, object]]], status: int = 200):  # type: ignore[no-untyped-def]
+    def handler(request: httpx.Request) -> httpx.Response:
+        start = dt.date.fromisoformat(request.url.params["start_date"])
+        end = dt.date.fromisoformat(request.url.params["end_date"])
+        return httpx.Response(status, json={"transactions": rows_for(start, end)})
+
+    async def run():  # type: ignore[no-untyped-def]
+        async with AsyncSyncteraClient(
+            base_url="https://api.example.test/v0",
+            api_key="k",
+            retry=FAST_RETRY,
+            transport=httpx.MockTransport(handler),
+        ) as client:
+            return await fetch_account_transactions(client, "acc-1", START, END)
+
+    return asyncio.run(run())
+
+
+def test_a_row_dated_outside_its_window_is_an_error_not_a_misfiled_row() -> None:
+    with pytest.raises(TransactionAnomaly) as caught:
+        _fetch(
+            lambda s, e: [
+                {"transaction_id": "x", "date": (e + dt.timedelta(days=3)).isoformat(), "amount": 1}
+            ]
+        )
+    assert caught.value.account_id == "acc-1"
+    assert "2026-02-01..2026-02-07" in str(caught.value)
+    assert "outside the window" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"), [({"date": "2026-02-02"}, "no transaction_id"), ({"transaction_id": "a"}, "no date")]
+)
+def test_rows_without_key_or_date_are_errors(row: dict[str, object], problem: str) -> None:
+    with pytest.raises(TransactionAnomaly, match=problem):
+        _fetch(lambda s, e: [row])
+
+
+def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_are_dropped() -> None:
+    twice = [{"transaction_id": "a", "date": "2026-02-02", "amount": 5}] * 2
+    result = _fetch(lambda s, e: twice)
+    assert list(result.transactions) == ["a"]
+    assert result.duplicates_dropped == 1
+    clash = [twice[0], {**twice[0], "amount": 6}]
+    with pytest.raises(TransactionAnomaly, match="twice with different contents"):
+        _fetch(lambda s, e: clash)
+
+
+def test_ids_differing_only_by_case_are_two_transactions() -> None:
+    rows = [{"transaction_id": "AbC", "date": "2026-02-02"}, {"transaction_id": "aBc", "date": "2026-02-02"}]
+    result = _fetch(lambda s, e: rows)
+    assert sorted(result.transactions) == ["AbC", "aBc"]
+
+
+def test_a_failing_window_names_account_and_window() -> None:
+    with pytest.raises(WindowFetchError) as caught:
+        _fetch(lambda s, e: [], status=503)
+    assert "acc-1" in str(caught.value) and "2026-02-01..2026-02-07" in str(caught.value)
+
+
+def test_capped_windows_are_split_and_their_rows_not_kept() -> None:
+    def rows_for(start: dt.date, end: dt.date) -> list[dict[str, object]]:
+        days = [start + dt.timedelta(days=n) for n in range((end - start).days)]
+        every = [{"transaction_id": f"{d}-{i}", "date": d.isoformat()} for d in days for i in range(120)]
+        return every[:500]
+
+    result = _fetch(rows_for)
+    assert len(result.transactions) == 7 * 120
+    assert result.windows_split >= 1
+    assert sum(w.row_count for w in result.windows if w.outcome is Outcome.COMPLETE) == 7 * 120

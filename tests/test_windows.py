@@ -1,0 +1,130 @@
+"""The window planner, driven with exact counts: complete, capped and flagged windows, and call counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+
+import pytest
+
+from pipelines.windows import Outcome, Window, WindowPlanner, classify, minimum_calls
+
+START = dt.date(2026, 1, 1)
+ONE_DAY = dt.timedelta(days=1)
+
+
+def _drive(
+    counts: list[int],
+    *,
+    rate: float | None = None,
+    sample: Callable[[dict[dt.date, int]], dict[dt.date, int]] | None = None,
+) -> tuple[list[tuple[Window, Outcome]], set[dt.date]]:
+    """Run a planner over ``counts`` (one per day from START); capped answers are down-sampled to 500."""
+    by_day = {START + n * ONE_DAY: c for n, c in enumerate(counts)}
+    planner = WindowPlanner(START, START + len(counts) * ONE_DAY, rate=rate)
+    history, covered = [], set()
+    rng = random.Random(3)
+    while (window := planner.next_window()) is not None:
+        rows = {d: c for d, c in by_day.items() if d in window and c}
+        if sum(rows.values()) > 500:
+            rows = (sample or (lambda r: _random_500(r, rng)))(rows)
+        outcome = planner.record(window, rows)
+        history.append((window, outcome))
+        if outcome is not Outcome.CAPPED:
+            covered |= {window.start + n * ONE_DAY for n in range(window.days)}
+    return history, covered
+
+
+def _random_500(rows: dict[dt.date, int], rng: random.Random) -> dict[dt.date, int]:
+    population = [d for d, c in rows.items() for _ in range(c)]
+    picked: dict[dt.date, int] = {}
+    for day in rng.sample(population, 500):
+        picked[day] = picked.get(day, 0) + 1
+    return picked
+
+
+def test_classification_follows_the_cap() -> None:
+    one_day, two_days = Window(START, START + ONE_DAY), Window(START, START + 2 * ONE_DAY)
+    assert classify(two_days, 499) is Outcome.COMPLETE
+    assert classify(two_days, 500) is Outcome.CAPPED
+    assert classify(one_day, 500) is Outcome.FLAGGED
+    assert classify(one_day, 499) is Outcome.COMPLETE
+
+
+def test_capped_single_day_is_flagged_not_complete() -> None:
+    history, covered = _drive([3, 4, 600, 2, 5])
+    flagged = [w for w, o in history if o is Outcome.FLAGGED]
+    assert flagged == [Window(START + 2 * ONE_DAY, START + 3 * ONE_DAY)]
+    assert all(o is not Outcome.COMPLETE or sum([3, 4, 600, 2, 5][
+        (w.start - START).days:(w.end - START).days]) < 500 for w, o in history)  # fmt: skip
+    assert covered == {START + n * ONE_DAY for n in range(5)}
+
+
+def test_quiet_account_costs_one_call() -> None:
+    history, _ = _drive([2] * 90)
+    assert [o for _, o in history] == [Outcome.COMPLETE]
+
+
+def test_every_day_is_covered_once_by_a_complete_or_flagged_window() -> None:
+    rng = random.Random(11)
+    counts = [rng.choice([0, 5, 40, 120, 300, 499, 500, 800]) for _ in range(120)]
+    history, covered = _drive(counts)
+    kept = [w for w, o in history if o is not Outcome.CAPPED]
+    days = [w.start + n * ONE_DAY for w in kept for n in range(w.days)]
+    assert len(days) == len(set(days)) == 120
+    assert covered == set(days)
+    for window, outcome in history:
+        total = sum(counts[(window.start - START).days : (window.end - START).days])
+        assert (outcome is Outcome.COMPLETE) == (total < 500)
+
+
+@pytest.mark.parametrize("rate", [0.5, 8.0, 30.0, 150.0])
+def test_with_a_known_density_calls_stay_near_the_minimum(rate: float) -> None:
+    rng = random.Random(int(rate))
+    counts = [max(0, round(rng.gauss(rate, rate**0.5))) for _ in range(365)]
+    history, _ = _drive(counts, rate=rate)
+    assert len(history) <= 1.25 * minimum_calls(counts) + 1
+
+
+def test_a_spike_in_a_capped_window_is_fetched_on_its_own() -> None:
+    counts = [20] * 10 + [750] + [20] * 10
+    history, _ = _drive(counts, rate=20.0)
+    assert (Window(START + 10 * ONE_DAY, START + 11 * ONE_DAY), Outcome.FLAGGED) in history
+    assert len(history) <= minimum_calls(counts) + 2
+
+
+def test_an_api_returning_the_earliest_500_still_ends_complete() -> None:
+    """Nothing is assumed about which 500 rows a capped answer holds."""
+
+    def earliest(rows: dict[dt.date, int]) -> dict[dt.date, int]:
+        kept, left = {}, 500
+        for day in sorted(rows):
+            kept[day] = min(rows[day], left)
+            left -= kept[day]
+            if not left:
+                break
+        return kept
+
+    counts = [60] * 30
+    history, covered = _drive(counts, sample=earliest)
+    assert len(covered) == 30
+    assert all(
+        sum(counts[(w.start - START).days : (w.end - START).days]) < 500
+        for w, o in history
+        if o is Outcome.COMPLETE
+    )
+
+
+def test_recording_a_window_out_of_turn_is_refused() -> None:
+    planner = WindowPlanner(START, START + 10 * ONE_DAY)
+    with pytest.raises(ValueError, match="not the planned one"):
+        planner.record(Window(START + ONE_DAY, START + 2 * ONE_DAY), {})
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [([], 0), ([10] * 10, 1), ([250, 249], 1), ([250, 250], 2), ([500], 1), ([1, 500, 1], 3), ([0, 0], 1)],
+)
+def test_minimum_calls_packs_greedily(counts: list[int], expected: int) -> None:
+    assert minimum_calls(counts) == expected
