@@ -20,6 +20,7 @@ from assets.common import (
     latest_accounts,
     markdown_preview,
     run_async,
+    run_dates,
 )
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import records
@@ -56,8 +57,8 @@ def build_balances(
     def balances(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        synctera.check()
         began = time.monotonic()
+        run_dates(context)  # refuse a range outside the definition before any call
         if not is_current(context):
             message = (
                 f"backfill of past partitions ({context.partition_key_range.start}.."
@@ -83,8 +84,9 @@ def build_balances(
         observations, stats = run_async(fetch())
         table = records.balances_table(observations, run_id=context.run.run_id)
         days = sorted({o.observed_at.date() for o in observations})
-        store.replace_partitions("balances", days, table)
-        refresh_views(store)
+        with store.lock("balances"):
+            store.replace_partitions("balances", days, table)
+            refresh_views(store)
         failed = [o for o in observations if o.error is not None]
         for o in failed:
             context.log.warning(f"balance of {o.account_id} unavailable: {o.error}")

@@ -20,8 +20,25 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 GROUP = "synctera"
 
 
+class PartitionRangeError(ValueError):
+    """The run asks for partitions the definition does not have (before its start, or not yet complete)."""
+
+
 def run_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    """The run's partitions as dates ``[start, end)``: one day, or a whole backfill range."""
+    """The run's partitions as dates ``[start, end)``: one day, or a whole backfill range.
+
+    Dagster does not check a range given by tags against the definition, so it is checked here,
+    before any call: every day must be a partition, and complete (nothing from today or later).
+    """
+    partitions_def = context.assets_def.partitions_def
+    assert partitions_def is not None
+    keys = context.partition_key_range
+    valid = partitions_def.get_partition_keys()
+    if not valid or keys.start not in valid or keys.end not in valid:
+        span = f"{valid[0]}..{valid[-1]}" if valid else "none yet"
+        raise PartitionRangeError(
+            f"partitions {keys.start}..{keys.end} are outside the definition (complete UTC days {span})"
+        )
     window = context.partition_time_window
     return window.start.date(), window.end.date()
 

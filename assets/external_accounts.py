@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, api_metadata, markdown_preview, run_async
+from assets.common import GROUP, SINGLE_RUN, api_metadata, markdown_preview, run_async, run_dates
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import records
 from pipelines.synctera import StatsSnapshot
@@ -29,8 +29,8 @@ def build_external_accounts(partitions_def: dg.PartitionsDefinition) -> dg.Asset
     def external_accounts(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        synctera.check()
         began = time.monotonic()
+        run_dates(context)  # refuse a range outside the definition before any call
 
         async def listing() -> tuple[list[ExternalAccount], int, int, StatsSnapshot]:
             seen: dict[str, ExternalAccount] = {}
@@ -47,8 +47,9 @@ def build_external_accounts(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         accounts, pages, repeats, stats = run_async(listing())
         observed_at = dt.datetime.now(dt.UTC)
         table = records.accounts_table(accounts, observed_at=observed_at, run_id=context.run.run_id)
-        target = lake.lake.replace_partition("external_accounts", observed_at.date(), table)
-        refresh_views(lake.lake)
+        with lake.lake.lock("external_accounts"):
+            target = lake.lake.replace_partition("external_accounts", observed_at.date(), table)
+            refresh_views(lake.lake)
         if repeats:
             context.log.warning(f"the listing repeated {repeats} accounts across pages; each is kept once")
         context.log.info(f"external_accounts: {len(accounts)} accounts in {pages} pages -> {target}")

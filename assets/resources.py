@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +12,7 @@ from pydantic import Field
 
 from pipelines.lake import Lake
 from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, resolve_api_key
-from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, validate_base_url
+from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SharedRateBudget, validate_base_url
 
 
 class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -19,17 +21,23 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     base_url: str = LOCAL_SANDBOX_URL
     api_key: str | None = Field(default=None, description="Bearer API key; wire it with dg.EnvVar.")
     max_concurrency: int = Field(default=32, ge=1, description="Requests in flight at once.")
-    requests_per_second: float | None = Field(default=None, gt=0, description="Request budget, if any.")
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="Request budget shared by every run on this machine against this API."
+    )
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     max_retry_wait_seconds: float = Field(default=60.0, ge=0)
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     def check(self) -> None:
         """Fail before any call if the base URL or the key is unusable."""
         validate_base_url(self.base_url)
         resolve_api_key(self.base_url, self.api_key)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.check()
 
     def client(self) -> AsyncSyncteraClient:
         return AsyncSyncteraClient(
@@ -43,8 +51,17 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
                 max_hint=self.max_retry_wait_seconds,
             ),
             max_concurrency=self.max_concurrency,
-            requests_per_second=self.requests_per_second,
+            budget=self.shared_budget(),
+            max_response_bytes=self.max_response_bytes,
         )
+
+    def shared_budget(self) -> SharedRateBudget | None:
+        """One requests-per-second budget for all runs on this machine that call this API root."""
+        if self.requests_per_second is None:
+            return None
+        digest = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"synctera-rate-budget-{digest}"
+        return SharedRateBudget(path, self.requests_per_second)
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -67,7 +67,6 @@ def build_transactions(
     def transactions(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        synctera.check()
         began = time.monotonic()
         store = lake.lake
         store.clear_staging()
@@ -101,12 +100,13 @@ def build_transactions(
             or [TRANSACTIONS.empty_table()]
         )
         days = days_between(start, end)
-        written = store.replace_partitions("transactions", days, fetched)
         windows = [w for r in results for w in r.windows]
-        store.replace_partitions(
-            "transaction_windows", days, ledger.windows_table(windows, run_id=context.run.run_id)
-        )
-        refresh_views(store)
+        with store.lock("transactions"):  # a concurrent run writing these days waits for this one
+            written = store.replace_partitions("transactions", days, fetched)
+            store.replace_partitions(
+                "transaction_windows", days, ledger.windows_table(windows, run_id=context.run.run_id)
+            )
+            refresh_views(store)
 
         flagged = sorted((day.isoformat(), r.account_id) for r in results for day in r.flagged_days)
         for day, account_id in flagged:

@@ -9,9 +9,11 @@ behind, which no view reads and the next write clears.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +204,21 @@ class Lake:
         by_day = dict(split_by_date(data))
         schema = TABLES[table]
         return [self.replace_partition(table, day, by_day.get(day, schema.empty_table())) for day in days]
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Exclusive, cross-process: concurrent runs write the same tables one after the other.
+
+        An ``flock`` dies with its process, so a killed run never leaves the lake locked.
+        """
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
         """Remove staging files left by crashed writers (old enough not to belong to a live one)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -96,27 +97,30 @@ class Pipeline:
     def lake(self) -> Lake:
         return Lake(self.data_dir)
 
-    def resources(self, **ingest: object) -> dict[str, object]:
+    def resources(self, synctera: dict[str, object] | None = None, **ingest: object) -> dict[str, object]:
+        options: dict[str, object] = {
+            "base_url": self.server.base_url,
+            "api_key": self.api_key,
+            "max_attempts": self.retry_attempts,
+            "backoff_base_seconds": 0.001,
+            "backoff_max_seconds": 0.01,
+            "max_retry_wait_seconds": 0.01,
+        }
         return {
-            "synctera": SyncteraApi(
-                base_url=self.server.base_url,
-                api_key=self.api_key,
-                max_attempts=self.retry_attempts,
-                backoff_base_seconds=0.001,
-                backoff_max_seconds=0.01,
-                max_retry_wait_seconds=0.01,
-            ),
+            "synctera": SyncteraApi(**{**options, **(synctera or {})}),  # type: ignore[arg-type]
             "lake": LakeResource(data_dir=str(self.data_dir)),
             "ingest": IngestResource(**ingest),  # type: ignore[arg-type]
         }
 
-    def materialize(self, start: dt.date, end: dt.date, **ingest: object) -> dg.ExecuteInProcessResult:
+    def materialize(
+        self, start: dt.date, end: dt.date, *, synctera: dict[str, object] | None = None, **ingest: object
+    ) -> dg.ExecuteInProcessResult:
         """Materialize every asset for the partitions ``start..end`` (inclusive) as one run."""
         with dg.DagsterInstance.local_temp(tempdir=str(self.dagster_home)) as instance:
             return dg.materialize(
                 self.assets,
                 instance=instance,
-                resources=self.resources(**ingest),
+                resources=self.resources(synctera, **ingest),
                 tags={
                     "dagster/asset_partition_range_start": start.isoformat(),
                     "dagster/asset_partition_range_end": end.isoformat(),
@@ -133,18 +137,71 @@ def utc_today() -> dt.date:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, start_sandbox: Callable[..., RunningSandbox], api_key: str) -> Pipeline:
-    """The pipeline over a sandbox whose today is the real UTC today, as the partitions' is."""
-    server = start_sandbox(today=None, history_days=400)
-    partitions = dg.DailyPartitionsDefinition(
-        start_date=(utc_today() - dt.timedelta(days=300)).isoformat(), timezone="UTC"
+def make_pipeline(
+    tmp_path: Path, start_sandbox: Callable[..., RunningSandbox], api_key: str
+) -> Callable[..., Pipeline]:
+    """Pipelines over sandboxes (with any sandbox knobs) whose today is the real UTC today, as the
+    partitions' is; each in its own directories."""
+    made = 0
+
+    def make(**sandbox: object) -> Pipeline:
+        nonlocal made
+        made += 1
+        server = start_sandbox(**{"today": None, "history_days": 400, **sandbox})
+        partitions = dg.DailyPartitionsDefinition(
+            start_date=(utc_today() - dt.timedelta(days=300)).isoformat(), timezone="UTC"
+        )
+        external_accounts = build_external_accounts(partitions)
+        assets = [
+            external_accounts,
+            build_transactions(partitions, external_accounts),
+            build_balances(partitions, external_accounts),
+        ]
+        root = tmp_path / f"pipeline-{made}"
+        (root / "dagster_home").mkdir(parents=True)
+        return Pipeline(server, root / "data", root / "dagster_home", api_key, partitions, assets)
+
+    return make
+
+
+@pytest.fixture
+def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    return make_pipeline()
+
+
+def warehouse_rows(pipeline: Pipeline, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    connection = pipeline.warehouse()
+    try:
+        return connection.execute(sql, params or []).fetchall()
+    finally:
+        connection.close()
+
+
+def assert_matches_ground_truth(pipeline: Pipeline, start: dt.date, end: dt.date) -> set[tuple[str, dt.date]]:
+    """The warehouse's transactions for ``start..end`` equal the sandbox's, except on capped days.
+
+    Returns the capped account-days: there the warehouse must hold exactly 500 true rows.
+    """
+    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    account_ids = [a["id"] for a in pipeline.sandbox.accounts()]
+    truth: dict[tuple[str, dt.date], dict[str, int]] = {}
+    for account_id in account_ids:
+        for day in days:
+            rows = pipeline.sandbox.true_transactions(account_id, day)
+            if rows:
+                truth[(account_id, day)] = {t["transaction_id"]: t["amount"] for t in rows}
+    got: dict[tuple[str, dt.date], dict[str, int]] = {}
+    rows = warehouse_rows(
+        pipeline,
+        "SELECT account_id, date, transaction_id, amount FROM transactions WHERE date BETWEEN ? AND ?",
+        [start, end],
     )
-    external_accounts = build_external_accounts(partitions)
-    assets = [
-        external_accounts,
-        build_transactions(partitions, external_accounts),
-        build_balances(partitions, external_accounts),
-    ]
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    return Pipeline(server, tmp_path / "data", home, api_key, partitions, assets)
+    for account_id, day, transaction_id, amount in rows:
+        got.setdefault((account_id, day), {})[transaction_id] = amount  # type: ignore[index]
+    assert sum(len(v) for v in got.values()) == len(rows), "no (account_id, transaction_id) twice"
+    capped = {key for key, value in truth.items() if len(value) >= 500}
+    for key in capped:
+        assert len(got[key]) == 500 and got[key].items() <= truth[key].items(), f"capped day {key}"
+    uncapped = {k: v for k, v in truth.items() if k not in capped}
+    assert {k: v for k, v in got.items() if k not in capped} == uncapped
+    return capped

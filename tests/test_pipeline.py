@@ -13,10 +13,11 @@ import dagster as dg
 import pytest
 
 from assets.schedules import build_daily_schedule
+from pipelines import warehouse
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT, ConfigError, resolve_api_key
 
-from .conftest import Pipeline, utc_today
+from .conftest import Pipeline, assert_matches_ground_truth, utc_today, warehouse_rows
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -34,61 +35,14 @@ def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluat
     return matching[-1]
 
 
-def _truth(
-    pipeline: Pipeline, account_ids: list[str], start: dt.date, end: dt.date
-) -> dict[tuple[str, str], int]:
-    """(account_id, transaction_id) -> amount for every true transaction in [start, end]."""
-    truth = {}
-    day = start
-    while day <= end:
-        for account_id in account_ids:
-            for t in pipeline.sandbox.true_transactions(account_id, day):
-                truth[(account_id, t["transaction_id"])] = t["amount"]
-        day += ONE_DAY
-    return truth
-
-
-def _warehouse_rows(pipeline: Pipeline, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    connection = pipeline.warehouse()
-    try:
-        return connection.execute(sql, params or []).fetchall()
-    finally:
-        connection.close()
-
-
 def test_backfill_equals_ground_truth_except_flagged_days(pipeline: Pipeline) -> None:
     end = utc_today() - ONE_DAY
     start = end - 29 * ONE_DAY
     result = pipeline.materialize(start, end)
     assert result.success
 
-    account_ids = [a["id"] for a in pipeline.sandbox.accounts()]
-    truth = _truth(pipeline, account_ids, start, end)
-    got_rows = _warehouse_rows(pipeline, "SELECT account_id, transaction_id, amount, date FROM transactions")
-    got = {(a, t): amount for a, t, amount, _ in got_rows}
-    assert len(got) == len(got_rows), "no (account_id, transaction_id) twice"
-
-    capped = {
-        (a, day)
-        for a in account_ids
-        for day in (start + n * ONE_DAY for n in range(30))
-        if len(pipeline.sandbox.true_transactions(a, day)) >= 500
-    }
+    capped = assert_matches_ground_truth(pipeline, start, end)
     assert capped, "the default data plants capped days in the last 30"
-    flagged_days = {(a, d) for a, _, _, d in got_rows if (a, d) in capped}
-    assert flagged_days == capped
-
-    def outside_capped_days(rows: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-        dates = {(a, t): d for a, t, _, d in got_rows}
-        true_dates = {
-            (a, t["transaction_id"]): day
-            for a in account_ids
-            for day in (start + n * ONE_DAY for n in range(30))
-            for t in pipeline.sandbox.true_transactions(a, day)
-        }
-        return {k: v for k, v in rows.items() if (k[0], (dates.get(k) or true_dates[k])) not in capped}
-
-    assert outside_capped_days(got) == outside_capped_days(truth)
     check = _check(result, "no_incomplete_days")
     assert not check.passed
     reported = {
@@ -99,9 +53,9 @@ def test_backfill_equals_ground_truth_except_flagged_days(pipeline: Pipeline) ->
 
     meta = _metadata(result, "transactions")
     assert meta["incomplete_days"] == len(capped)
-    assert meta["transaction_calls"] >= len(account_ids)
+    assert meta["transaction_calls"] >= len(pipeline.sandbox.accounts())
     assert meta["api_retries"] == 0
-    ledger = _warehouse_rows(
+    ledger = warehouse_rows(
         pipeline, "SELECT count(*), count(*) FILTER (outcome = 'flagged') FROM transaction_windows"
     )
     assert ledger == [(meta["transaction_calls"], len(capped))]
@@ -115,10 +69,10 @@ def test_a_rerun_leaves_identical_data(pipeline: Pipeline) -> None:
         "ORDER BY account_id, transaction_id COLLATE NOCASE, transaction_id"
     )
     assert pipeline.materialize(start, end).success
-    first = _warehouse_rows(pipeline, snapshot)
+    first = warehouse_rows(pipeline, snapshot)
     files = sorted(p.relative_to(pipeline.data_dir) for p in pipeline.data_dir.rglob("*.parquet"))
     assert pipeline.materialize(start, end).success
-    assert _warehouse_rows(pipeline, snapshot) == first
+    assert warehouse_rows(pipeline, snapshot) == first
     assert sorted(p.relative_to(pipeline.data_dir) for p in pipeline.data_dir.rglob("*.parquet")) == files
     assert not list((pipeline.data_dir / ".staging").glob("*.parquet")), "no staging file left behind"
 
@@ -128,7 +82,7 @@ def test_every_day_of_the_range_has_a_partition_even_when_empty(pipeline: Pipeli
     start = end - 4 * ONE_DAY
     assert pipeline.materialize(start, end).success
     assert pipeline.lake.partitions("transactions") == [start + n * ONE_DAY for n in range(5)]
-    types = dict(_warehouse_rows(pipeline, "SELECT column_name, column_type FROM (DESCRIBE transactions)"))
+    types = dict(warehouse_rows(pipeline, "SELECT column_name, column_type FROM (DESCRIBE transactions)"))
     assert types["amount"] == "BIGINT"
     assert types["date"] == "DATE"
     assert types["fetched_at"] == "TIMESTAMP WITH TIME ZONE"
@@ -138,7 +92,7 @@ def test_balance_failures_are_rows_not_run_failures(pipeline: Pipeline) -> None:
     end = utc_today() - ONE_DAY
     result = pipeline.materialize(end, end, max_age=600)
     assert result.success
-    rows = _warehouse_rows(
+    rows = warehouse_rows(
         pipeline,
         "SELECT account_id, current, error, error_status, error_code, observed_at, date FROM balances",
     )
@@ -167,8 +121,8 @@ def test_a_backfill_of_past_partitions_records_no_balances(pipeline: Pipeline) -
     meta = _metadata(result, "balances")
     assert meta["balances_observed"] == 0
     assert "live-only" in meta["skipped"]
-    assert _warehouse_rows(pipeline, "SELECT count(*) FROM balances") == [(0,)]
-    assert _warehouse_rows(pipeline, "SELECT count(*) FROM transactions")[0][0] > 0
+    assert warehouse_rows(pipeline, "SELECT count(*) FROM balances") == [(0,)]
+    assert warehouse_rows(pipeline, "SELECT count(*) FROM transactions")[0][0] > 0
 
 
 def test_schedule_asks_for_yesterday_and_the_lookback_in_one_run(pipeline: Pipeline) -> None:
@@ -206,11 +160,22 @@ def test_a_missing_key_for_a_remote_api_fails_before_any_call() -> None:
 
 @pytest.mark.slow
 def test_cli_partition_range_backfill_end_to_end(tmp_path: Path) -> None:
-    """What an operator types, in a subprocess, against the sandbox in its own process."""
+    """What an operator types, in a subprocess, against a faulty sandbox in its own process; then
+    the API key is searched for everywhere the run left a trace: zero occurrences."""
     end = utc_today() - ONE_DAY
     start = end - 6 * ONE_DAY
     key = "sk_test_cli_" + os.urandom(8).hex()
-    with sandbox_process(["--accounts", "12"], api_key=key) as base_url:
+    faults = [
+        "--fault",
+        "503=0.05",
+        "--fault",
+        "429-header=0.05",
+        "--fault",
+        "drop=0.03",
+        "--retry-after",
+        "0",
+    ]
+    with sandbox_process(["--accounts", "12", *faults], api_key=key) as base_url:
         env = {
             **os.environ,
             "SYNCTERA_BASE_URL": base_url,
@@ -229,8 +194,15 @@ def test_cli_partition_range_backfill_end_to_end(tmp_path: Path) -> None:
             command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
         )
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "Retrying" in finished.stderr + finished.stdout, "the faults were met and retried"
     assert key not in finished.stdout + finished.stderr
-    from pipelines import warehouse
+    scanned = 0
+    for path in [*(tmp_path / "home").rglob("*"), *(tmp_path / "data").rglob("*")]:
+        if path.is_file():
+            scanned += 1
+            assert key.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+    assert scanned > 20
+    assert list((tmp_path / "home").rglob("compute_logs/*.err")), "compute logs were among the files searched"
 
     connection = warehouse.connect(tmp_path / "data")
     try:

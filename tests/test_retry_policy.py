@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from pipelines.synctera.limits import RateBudget
+from pipelines.synctera.limits import RateBudget, SharedRateBudget
 from pipelines.synctera.retry import RetryPolicy, is_retryable_status, retry_hint
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
@@ -81,3 +81,11 @@ def test_rate_budget_spaces_request_starts() -> None:
     assert [budget.reserve(), budget.reserve()] == [0.0, 0.25]
     with pytest.raises(ValueError, match="positive"):
         RateBudget(0)
+
+
+def test_a_shared_budget_spaces_starts_across_instances_and_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clock = [1000.0]
+    path = tmp_path / "budget"
+    first, second = (SharedRateBudget(path, 10.0, clock=lambda: clock[0]) for _ in range(2))
+    waits = [first.reserve(), second.reserve(), first.reserve(), second.reserve()]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])

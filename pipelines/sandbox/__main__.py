@@ -68,6 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     )  # fmt: skip
     parser.add_argument("--retry-after", type=int, default=1, help="seconds a 429 asks the client to wait")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault")
+    parser.add_argument("--huge-bytes", type=int, default=80 * 1024 * 1024, help="padding of a 'huge' answer")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     try:
@@ -83,6 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
             fault_endpoints=frozenset(args.fault_endpoint) if args.fault_endpoint else None,
             retry_after_seconds=args.retry_after,
             slow_seconds=args.slow_seconds,
+            huge_bytes=args.huge_bytes,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -29,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import bodies, problems
-from .config import SandboxConfig
+from .config import DATA_FAULTS, SandboxConfig
+from .corrupt import corrupt
 from .faults import FaultPlan
 from .state import AccountStore, BadPageToken, IdempotencyCache, ListFilter, Remembered
 from .world import CAP, World, _iso, stable_int
@@ -169,11 +170,22 @@ class Sandbox:
                 )
                 if delay:
                     await asyncio.sleep(delay)
-                if fault in (None, "slow", "drop"):
+                if fault in (None, "slow", "drop") or fault in DATA_FAULTS:
                     response = await (self._idempotent(request, handler) if idempotent else handler(request))
                     # A drop happens after the work is done: the client never learns the outcome.
                     if fault == "drop":
                         response = DroppedResponse()
+                    elif fault in DATA_FAULTS:
+                        listing = self.store.all() if fault == "repeat-accounts" else []
+                        first = listing[0] if listing else None
+                        response = corrupt(
+                            fault,
+                            name,
+                            request,
+                            response,
+                            first_account=first,
+                            huge_bytes=self.config.huge_bytes,
+                        )
                 else:
                     response = self._fault(fault)
             self._log(request, name, response.status_code, fault)

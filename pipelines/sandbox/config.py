@@ -35,7 +35,20 @@ FAULT_KINDS = (
     "504",
     "drop",  # headers and part of the body, then the connection is closed
     "slow",  # the real answer, after `slow_seconds`
+    # Bad answers with status 200 (the spec broken, as a buggy proxy or vendor would):
+    "bad-json",  # the body cut in half
+    "html-200",  # an HTML login page from a proxy
+    "wrong-type",  # a field of the wrong type (a string amount, a number for a timestamp)
+    "missing-field",  # the required top-level field is gone
+    "outside-window",  # transactions: an extra row dated outside the requested window
+    "page-cycle",  # list: next_page_token points back to the first page
+    "repeat-accounts",  # list: an account of another page listed again
+    "huge",  # a valid body padded past `huge_bytes`
+    "new-field",  # schema drift: a field the spec does not know, on every record
+    "missing-optional",  # schema drift: optional fields left out
 )
+
+DATA_FAULTS = frozenset(FAULT_KINDS[FAULT_KINDS.index("bad-json") :])
 
 DENSITY_PROFILES = ("default", "light", "heavy", "empty")
 
@@ -66,6 +79,7 @@ class SandboxConfig:
     fault_endpoints: frozenset[str] | None = None
     retry_after_seconds: int = 1
     slow_seconds: float = 2.0
+    huge_bytes: int = 80 * 1024 * 1024
     pending_days: int = 2
 
     def __post_init__(self) -> None:

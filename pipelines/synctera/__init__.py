@@ -21,6 +21,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .exchange import last_call_attempts
+from .limits import Budget, RateBudget, SharedRateBudget
 from .operations import MAX_PAGE_SIZE, TRANSACTIONS_CAP, Operation
 from .retry import RetryPolicy
 from .stats import StatsSnapshot
@@ -34,6 +35,7 @@ __all__ = [
     "AsyncSyncteraClient",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
     "ConflictError",
     "InvalidResponseError",
     "NotFoundError",
@@ -41,9 +43,11 @@ __all__ = [
     "PageCursor",
     "PaginationError",
     "PermissionDeniedError",
+    "RateBudget",
     "RateLimitError",
     "RetryPolicy",
     "ServerError",
+    "SharedRateBudget",
     "StatsSnapshot",
     "SyncteraClient",
     "SyncteraError",

@@ -26,8 +26,8 @@ from typing_extensions import Unpack
 from . import models, operations
 from .auth import ApiKey, BearerAuth
 from .errors import PaginationError
-from .exchange import CallContext, Conversation, Send, Wait, exchange
-from .limits import RateBudget
+from .exchange import BodyBuffer, CallContext, Conversation, Send, Wait, exchange
+from .limits import Budget, RateBudget
 from .operations import Operation
 from .retry import RetryPolicy
 from .stats import CallStats, StatsSnapshot
@@ -39,6 +39,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
 """Balances are fetched live from the vendor and are often slow, hence the generous read timeout."""
 
 DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""A full page of 500 transactions is well under 1 MiB; far more than this is a broken answer."""
 USER_AGENT = "synctera-external-accounts-pipeline/0.1"
 
 
@@ -107,6 +109,8 @@ class _ClientCore:
         max_concurrency: int,
         requests_per_second: float | None,
         seed: int | None,
+        max_response_bytes: int,
+        budget: Budget | None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -114,7 +118,12 @@ class _ClientCore:
         self._key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
         self.retry = retry or RetryPolicy()
         self.max_concurrency = max_concurrency
-        self.budget = RateBudget(requests_per_second) if requests_per_second else None
+        self.max_response_bytes = max_response_bytes
+        if budget is not None and requests_per_second:
+            raise ValueError("give requests_per_second or a shared budget, not both")
+        self.budget: Budget | None = budget or (
+            RateBudget(requests_per_second) if requests_per_second else None
+        )
         self.stats = CallStats()
         self._ctx = CallContext(self.retry, random.Random(seed), self.stats, self._key.redact)
 
@@ -214,6 +223,8 @@ class SyncteraClient(_ClientCore):
         requests_per_second: float | None = None,
         transport: httpx.BaseTransport | None = None,
         seed: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budget: Budget | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -222,6 +233,8 @@ class SyncteraClient(_ClientCore):
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             seed=seed,
+            max_response_bytes=max_response_bytes,
+            budget=budget,
         )
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._http = httpx.Client(transport=transport, **self._http_options(timeout))
@@ -263,7 +276,15 @@ class SyncteraClient(_ClientCore):
         with self._slots:
             if self.budget is not None and (wait := self.budget.reserve()) > 0:
                 time.sleep(wait)
-            return self._http.send(step.request)
+            response = self._http.send(step.request, stream=True)
+            try:
+                body = BodyBuffer(self.max_response_bytes)
+                for chunk in response.iter_bytes():
+                    if not body.add(chunk):
+                        break
+            finally:
+                response.close()
+            return body.response(response)
 
     def iter_external_account_pages(
         self, *, limit: int = operations.MAX_PAGE_SIZE, **filters: Unpack[AccountFilters]
@@ -310,6 +331,8 @@ class AsyncSyncteraClient(_ClientCore):
         requests_per_second: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budget: Budget | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -318,6 +341,8 @@ class AsyncSyncteraClient(_ClientCore):
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             seed=seed,
+            max_response_bytes=max_response_bytes,
+            budget=budget,
         )
         self._slots = asyncio.Semaphore(max_concurrency)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options(timeout))
@@ -359,7 +384,15 @@ class AsyncSyncteraClient(_ClientCore):
         async with self._slots:
             if self.budget is not None and (wait := self.budget.reserve()) > 0:
                 await asyncio.sleep(wait)
-            return await self._http.send(step.request)
+            response = await self._http.send(step.request, stream=True)
+            try:
+                body = BodyBuffer(self.max_response_bytes)
+                async for chunk in response.aiter_bytes():
+                    if not body.add(chunk):
+                        break
+            finally:
+                await response.aclose()
+            return body.response(response)
 
     async def iter_external_account_pages(
         self, *, limit: int = operations.MAX_PAGE_SIZE, **filters: Unpack[AccountFilters]

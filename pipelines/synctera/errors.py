@@ -129,12 +129,17 @@ class TransportError(SyncteraError):
 class InvalidResponseError(SyncteraError):
     """A 2xx answer that does not match the API's schema: not JSON, wrong content type, wrong types."""
 
-    def __init__(self, *, method: str, path: str, status: int, reason: str) -> None:
+    def __init__(self, *, method: str, path: str, status: int, reason: str, attempts: int = 1) -> None:
         self.method = method
         self.path = path
         self.status = status
         self.reason = reason
+        self.attempts = attempts
         super().__init__(f"{method} {path} -> {status} with an invalid body: {reason}")
+
+    def __str__(self) -> str:
+        suffix = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
+        return f"{self.method} {self.path} -> {self.status} with an invalid body: {self.reason}{suffix}"
 
 
 class PaginationError(SyncteraError):

@@ -36,6 +36,43 @@ def last_call_attempts() -> int:
     return _last_attempts.get()
 
 
+TRUNCATED = "synctera_truncated_at"
+
+
+class BodyBuffer:
+    """Collects a streamed body up to ``limit`` bytes, so a huge answer cannot exhaust memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; False once the limit is passed (stop reading)."""
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.truncated = True
+            return False
+        self.chunks.append(chunk)
+        return True
+
+    def response(self, streamed: httpx.Response) -> httpx.Response:
+        """A complete response with the collected body (marked when it was cut short)."""
+        headers = [
+            (k, v)
+            for k, v in streamed.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=b"".join(self.chunks),
+            request=streamed.request,
+            extensions={TRUNCATED: self.limit} if self.truncated else {},
+        )
+
+
 @dataclass(frozen=True)
 class Send:
     request: httpx.Request
@@ -83,8 +120,21 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             continue
         assert response is not None
         if response.is_success:
+            try:
+                result = _parse(op, target, response, ctx)
+            except errors.InvalidResponseError as exc:
+                # A broken body on a read may be a passing proxy fault: read again. Writes are not
+                # resent on a 2xx, since the server has acted.
+                if op.method == "GET" and attempt < ctx.policy.max_attempts:
+                    delay = ctx.policy.delay(attempt=attempt, hint=None, rng=ctx.rng)
+                    _log_retry(op, target, f"an invalid body ({exc.reason})", attempt, delay, ctx)
+                    yield Wait(delay)
+                    continue
+                ctx.stats.count("failures", op.operation_id)
+                exc.attempts = attempt
+                raise
             _last_attempts.set(attempt)
-            return _parse(op, target, response, ctx)
+            return result
         problem, excerpt = _problem(response, ctx)
         status = response.status_code
         if is_retryable_status(status) and attempt < ctx.policy.max_attempts:
@@ -130,25 +180,20 @@ def _is_json(response: httpx.Response) -> bool:
 
 
 def _parse(op: Operation[T], target: str, response: httpx.Response, ctx: CallContext) -> T:
-    if not _is_json(response):
-        ctx.stats.count("failures", op.operation_id)
-        content_type = response.headers.get("content-type", "none")
-        raise errors.InvalidResponseError(
-            method=op.method,
-            path=target,
-            status=response.status_code,
-            reason=f"expected a JSON body, got content type {content_type!r}",
+    def invalid(reason: str) -> errors.InvalidResponseError:
+        return errors.InvalidResponseError(
+            method=op.method, path=target, status=response.status_code, reason=ctx.redact(reason)
         )
+
+    if TRUNCATED in response.extensions:
+        raise invalid(f"the body is larger than {response.extensions[TRUNCATED]} bytes")
+    if not _is_json(response):
+        content_type = response.headers.get("content-type", "none")
+        raise invalid(f"expected a JSON body, got content type {content_type!r}")
     try:
         return op.response.model_validate_json(response.content)
     except pydantic.ValidationError as exc:
-        ctx.stats.count("failures", op.operation_id)
-        raise errors.InvalidResponseError(
-            method=op.method,
-            path=target,
-            status=response.status_code,
-            reason=ctx.redact(describe_validation_error(exc)),
-        ) from None
+        raise invalid(describe_validation_error(exc)) from None
 
 
 def describe_validation_error(exc: pydantic.ValidationError, *, limit: int = 5) -> str:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+
+class Budget(Protocol):
+    """Books request start times; ``reserve()`` returns the seconds to wait before sending."""
+
+    requests_per_second: float
+
+    def reserve(self) -> float: ...
 
 
 class RateBudget:
@@ -33,3 +46,39 @@ class RateBudget:
 
     def __repr__(self) -> str:
         return f"RateBudget(requests_per_second={self.requests_per_second})"
+
+
+class SharedRateBudget:
+    """The same spacing as ``RateBudget``, shared by every process on this machine using ``path``.
+
+    The next free start time lives in a small file, read and advanced under an exclusive ``flock``
+    (released by the kernel even if a holder is killed), so concurrent runs against one API key
+    stay within one budget together.
+    """
+
+    def __init__(
+        self, path: Path, requests_per_second: float, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        if not requests_per_second > 0:
+            raise ValueError(f"requests_per_second must be positive, got {requests_per_second}")
+        self.path = path
+        self.requests_per_second = requests_per_second
+        self._interval = 1.0 / requests_per_second
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def reserve(self) -> float:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            raw = os.pread(descriptor, 8, 0)
+            next_start = struct.unpack("d", raw)[0] if len(raw) == 8 else 0.0
+            now = self._clock()
+            start = max(now, next_start)
+            os.pwrite(descriptor, struct.pack("d", start + self._interval), 0)
+            return start - now
+        finally:
+            os.close(descriptor)  # also releases the lock
+
+    def __repr__(self) -> str:
+        return f"SharedRateBudget({str(self.path)!r}, requests_per_second={self.requests_per_second})"
