@@ -30,7 +30,7 @@ lint: setup
 # The Dagster UI on the same workspace, with the sandbox serving on $(SANDBOX_PORT): launch backfills
 # from the browser. Runs and the lake are kept in .dagster/ and data/.
 ui: setup
-	@mkdir -p .dagster
+	@mkdir -p .dagster && cp -n pipelines/dagster.yaml .dagster/dagster.yaml
 	@$(BIN)/python -m pipelines.sandbox --port $(SANDBOX_PORT) & sandbox=$$!; \
 	trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
 	SYNCTERA_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/v0 SYNCTERA_API_KEY=sandbox-api-key \

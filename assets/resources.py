@@ -19,7 +19,9 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Synctera's API: ``SYNCTERA_BASE_URL`` and ``SYNCTERA_API_KEY`` (read only through EnvVar)."""
 
     base_url: str = LOCAL_SANDBOX_URL
-    api_key: str | None = Field(default=None, description="Bearer API key; wire it with dg.EnvVar.")
+    api_key: str | None = Field(
+        default=None, repr=False, description="Bearer API key; wire it with dg.EnvVar."
+    )
     max_concurrency: int = Field(default=32, ge=1, description="Requests in flight at once.")
     requests_per_second: float | None = Field(
         default=None, gt=0, description="Request budget shared by every run on this machine against this API."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,18 +29,31 @@ LIMIT 5
 """.strip()
 
 
-def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path) -> None:
+INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+
+
+def prepare_dagster_home(dagster_home: Path) -> None:
+    """Create ``DAGSTER_HOME`` with the project's instance settings, keeping any the user wrote."""
     dagster_home.mkdir(parents=True, exist_ok=True)
+    settings = dagster_home / "dagster.yaml"
+    if not settings.exists():
+        shutil.copyfile(INSTANCE_SETTINGS, settings)
+
+
+def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path) -> None:
+    prepare_dagster_home(dagster_home)
     env = {
         **os.environ,
         "SYNCTERA_BASE_URL": base_url,
         "SYNCTERA_API_KEY": SANDBOX_DEFAULT_KEY,
         "DAGSTER_HOME": str(dagster_home),
+        "PYTHONWARNINGS": "ignore",  # Dagster's beta/superseded notices are not the user's concern here
     }
     command = [
         str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
         "-m", "pipelines.definitions", "--select", "*",
         "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+        "--config-json", '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}',
     ]  # fmt: skip
     subprocess.run(command, env=env, cwd=REPO_ROOT, check=True)  # noqa: S603 - our own fixed argv
 
@@ -60,7 +74,7 @@ def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
         lines.append(
             f"  transaction calls {calls}, windows split {capped}, incomplete account-days {flagged}"
         )
-        lines += ["", "Example query (duckdb data/warehouse.duckdb):", EXAMPLE_QUERY, ""]
+        lines += ["", "Example query (duckdb -readonly data/warehouse.duckdb):", EXAMPLE_QUERY, ""]
         result = connection.execute(EXAMPLE_QUERY)
         names = [d[0] for d in result.description]
         lines.append("  " + " | ".join(f"{n:>18}" for n in names))

@@ -135,7 +135,7 @@ async def fetch_account_transactions(
             log.info("account %s: window %s hit the cap (%d rows), splitting", account_id, window, len(rows))
             continue
         if outcome is Outcome.FLAGGED:
-            log.warning(
+            log.info(
                 "account %s: %s returned %d rows, the cap: kept, but the day cannot be proven complete",
                 account_id,
                 window.start,

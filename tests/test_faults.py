@@ -198,3 +198,14 @@ def test_a_malformed_base_url_fails_the_run_before_any_call(pipeline: Pipeline) 
     result = pipeline.materialize(END, END, synctera={"base_url": "ftp://example/v0"})
     assert not result.success
     assert pipeline.sandbox.records() == []
+
+
+def test_the_resource_never_shows_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk_live_never_show_0123456789"
+    monkeypatch.setenv("SYNCTERA_API_KEY", secret)
+    resource = SyncteraApi(base_url="https://api.synctera.com/v0", api_key=dg.EnvVar("SYNCTERA_API_KEY"))
+    with dg.build_resources({"synctera": resource}) as resolved:
+        live = resolved.synctera
+        assert live.api_key == secret
+        texts = [repr(resource), str(resource), repr(live), str(live), repr(live.client())]
+    assert all(secret not in text for text in texts)
