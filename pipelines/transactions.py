@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipelines.synctera import AsyncSyncteraClient, SyncteraError, last_call_attempts
@@ -154,8 +154,12 @@ async def fetch_all_accounts(
     *,
     prior_rates: Mapping[str, float],
     concurrency: int,
+    on_account: Callable[[AccountTransactions], None] | None = None,
 ) -> list[AccountTransactions]:
-    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest."""
+    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest.
+
+    ``on_account`` sees each account's result as soon as it is complete (in the event loop).
+    """
     slots = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -165,6 +169,8 @@ async def fetch_all_accounts(
             fetched = await fetch_account_transactions(
                 client, account_id, start, end, prior_rate=prior_rates.get(account_id)
             )
+        if on_account is not None:
+            on_account(fetched)  # e.g. turn the rows into Arrow now, so they need not stay as objects
         done += 1
         if done % 50 == 0 or done == len(account_ids):
             log.info("transactions: %d of %d accounts fetched", done, len(account_ids))
