@@ -85,7 +85,11 @@ def build_balances(
         table = records.balances_table(observations, run_id=context.run.run_id)
         days = sorted({o.observed_at.date() for o in observations})
         with store.lock("balances"):
-            store.replace_partitions("balances", days, table)
+            # Per day, only the accounts observed that day are replaced: a run that crosses
+            # midnight UTC never erases the earlier observations of the day it started on.
+            for day in days:
+                observed = [o.account_id for o in observations if o.observed_at.date() == day]
+                store.replace_accounts("balances", [day], table, accounts=observed)
             refresh_views(store)
         failed = [o for o in observations if o.error is not None]
         for o in failed:

@@ -111,9 +111,12 @@ def build_transactions(
         days = days_between(start, end)
         windows = [w for r in results for w in r.windows]
         with store.lock("transactions"):  # a concurrent run writing these days waits for this one
-            written = store.replace_partitions("transactions", days, fetched)
-            store.replace_partitions(
-                "transaction_windows", days, ledger.windows_table(windows, run_id=context.run.run_id)
+            written = store.replace_accounts("transactions", days, fetched, accounts=account_ids)
+            store.replace_accounts(
+                "transaction_windows",
+                days,
+                ledger.windows_table(windows, run_id=context.run.run_id),
+                accounts=account_ids,
             )
             refresh_views(store)
 

@@ -199,11 +199,28 @@ class Lake:
             temporary.unlink(missing_ok=True)
         return target
 
-    def replace_partitions(self, table: str, days: Iterable[dt.date], data: pa.Table) -> list[Path]:
-        """Replace every partition in ``days`` with the rows of ``data`` dated that day (maybe none)."""
+    def replace_accounts(
+        self, table: str, days: Iterable[dt.date], data: pa.Table, *, accounts: Iterable[str]
+    ) -> list[Path]:
+        """For each of ``days``, replace the rows of ``accounts`` with those of ``data`` dated that day.
+
+        Rows of other accounts already in a partition are kept: an account this run did not fetch
+        (deleted since, or missing from a listing) never loses what was ingested before. Each
+        partition is still swapped whole and atomically. Call it under ``lock(table)``.
+        """
         by_day = dict(split_by_date(data))
         schema = TABLES[table]
-        return [self.replace_partition(table, day, by_day.get(day, schema.empty_table())) for day in days]
+        covered = pa.array(sorted(set(accounts)), pa.string())
+        written = []
+        for day in days:
+            fresh = by_day.get(day, schema.empty_table())
+            path = self.partition_file(table, day)
+            if path.exists():
+                old = pq.read_table(path, schema=schema)
+                kept = old.filter(pc.invert(pc.is_in(old.column("account_id"), value_set=covered)))
+                fresh = pa.concat_tables([kept, fresh]) if kept.num_rows else fresh
+            written.append(self.replace_partition(table, day, fresh))
+        return written
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:

@@ -55,7 +55,15 @@ def _view_sql(lake: Lake, table: str) -> str:
 
 
 def refresh_views(lake: Lake) -> Path:
-    """(Re)build ``warehouse.duckdb`` with one view per table, replacing the old file atomically."""
+    """(Re)build ``warehouse.duckdb`` with one view per table, replacing the old file atomically.
+
+    Under the warehouse lock, so that of concurrent refreshes the last to land saw the newest lake.
+    """
+    with lake.lock("warehouse"):
+        return _rebuild(lake)
+
+
+def _rebuild(lake: Lake) -> Path:
     staging = lake.root / STAGING
     staging.mkdir(parents=True, exist_ok=True)
     temporary = staging / f"warehouse-{uuid.uuid4().hex}.duckdb"

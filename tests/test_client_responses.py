@@ -170,3 +170,54 @@ def test_malformed_base_url_is_refused(url: str) -> None:
 def test_empty_key_is_refused() -> None:
     with pytest.raises(ValueError, match="SYNCTERA_API_KEY"):
         SyncteraClient(base_url="https://h/v0", api_key=" ")
+
+
+def test_a_key_with_a_trailing_newline_is_stripped_and_works() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return _json({"external_accounts": []})
+
+    client = SyncteraClient(
+        base_url="https://h/v0", api_key=KEY + "\n", transport=httpx.MockTransport(handler)
+    )
+    client.list_external_accounts()
+    assert seen == [f"Bearer {KEY}"]
+
+
+@pytest.mark.parametrize("bad", ["sk test", "sk\ttest", "sk\x00test", "sk_tëst"])
+def test_a_key_with_inner_whitespace_or_control_characters_is_refused_without_showing_it(bad: str) -> None:
+    with pytest.raises(ValueError, match="whitespace or control") as caught:
+        SyncteraClient(base_url="https://h/v0", api_key=bad)
+    assert bad not in str(caught.value)
+
+
+def test_an_undecodable_body_is_an_invalid_response_not_a_bare_httpx_error() -> None:
+    def garbage(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+            stream=httpx.ByteStream(b"not gzip at all"),
+        )
+
+    client = _client(garbage)
+    with pytest.raises(InvalidResponseError, match="could not be decoded") as caught:
+        client.list_external_accounts()
+    assert caught.value.attempts == FAST_RETRY.max_attempts, "a broken read is retried"
+
+
+def test_a_write_still_in_progress_under_its_idempotency_key_is_asked_again() -> None:
+    answers = [
+        _json({"code": "IDEMPOTENCY_CONCURRENT_USE", "status": 422}, 422, "application/problem+json"),
+        _json(ACCOUNT, 201),
+    ]
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        return answers.pop(0)
+
+    account = _client(handler).update_external_account("acc-1", {"nickname": "n"})
+    assert account.id == "acc-1"
+    assert len(keys) == 2 and len(set(keys)) == 1

@@ -141,3 +141,20 @@ def test_an_analyst_holding_the_warehouse_open_does_not_block_a_refresh(
         assert fresh.execute("SELECT count(*) FROM transactions").fetchone() == (5,)
     finally:
         fresh.close()
+
+
+def test_replacing_some_accounts_keeps_the_others_rows(tmp_path: Path) -> None:
+    """A re-fetch covers only the accounts it fetched; a balance run crossing midnight covers only
+    the accounts it observed that day: nobody else's rows are lost."""
+    store = Lake(tmp_path)
+    first = _rows(DAY, 3)
+    other = transactions_table(
+        "other",
+        [ExternalAccountTransaction.model_validate_json(f'{{"transaction_id": "o", "date": "{DAY}"}}')],
+        fetched_at=NOW,
+        run_id="r",
+    )
+    store.replace_accounts("transactions", [DAY], pa.concat_tables([first, other]), accounts=["acc", "other"])
+    store.replace_accounts("transactions", [DAY], _rows(DAY, 1), accounts=["acc"])
+    rows = pq.read_table(store.partition_file("transactions", DAY)).select(["account_id", "transaction_id"])
+    assert sorted(zip(*rows.to_pydict().values(), strict=True)) == [("acc", "t0"), ("other", "o")]

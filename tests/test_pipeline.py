@@ -16,6 +16,7 @@ from assets.schedules import build_daily_schedule
 from pipelines import warehouse
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT, ConfigError, resolve_api_key
+from pipelines.synctera import SyncteraClient
 
 from .conftest import Pipeline, assert_matches_ground_truth, utc_today, warehouse_rows
 
@@ -216,3 +217,23 @@ def test_cli_partition_range_backfill_end_to_end(tmp_path: Path) -> None:
     assert rows > 0
     assert dates == (start, end + ONE_DAY), "the ledger covers the range, end exclusive"
     assert 0 < accounts <= 12
+
+
+def test_an_account_that_leaves_the_listing_keeps_its_ingested_history(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    assert pipeline.materialize(end - 5 * ONE_DAY, end).success
+    counts = dict(warehouse_rows(pipeline, "SELECT account_id, count(*) FROM transactions GROUP BY ALL"))
+    leaving = max(counts, key=lambda a: counts[a])
+    with SyncteraClient(base_url=pipeline.server.base_url, api_key=pipeline.api_key) as client:
+        client.delete_external_account(leaving)
+    assert pipeline.materialize(end - 3 * ONE_DAY, end).success  # the daily lookback, re-fetched
+    listed = {
+        r[0]
+        for r in warehouse_rows(
+            pipeline, "SELECT account_id FROM external_accounts WHERE date = ?", [utc_today()]
+        )
+    }
+    assert leaving not in listed
+    assert (
+        dict(warehouse_rows(pipeline, "SELECT account_id, count(*) FROM transactions GROUP BY ALL")) == counts
+    )

@@ -15,8 +15,15 @@ class ApiKey:
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
-        if not isinstance(value, str) or not value.strip():
+        # A trailing newline from an env file or a mounted secret is the usual accident: drop it,
+        # rather than send a header that the HTTP layer would refuse, quoting the key in its error.
+        value = value.strip() if isinstance(value, str) else ""
+        if not value:
             raise ValueError("the Synctera API key is empty: set SYNCTERA_API_KEY")
+        if not value.isascii() or any(not char.isprintable() or char.isspace() for char in value):
+            raise ValueError(
+                "the Synctera API key contains whitespace or control characters: check SYNCTERA_API_KEY"
+            )
         self._value = value
 
     def reveal(self) -> str:
@@ -24,7 +31,9 @@ class ApiKey:
 
     def redact(self, text: str) -> str:
         """``text`` with every occurrence of the key replaced by a mask."""
-        return text.replace(self._value, MASK) if self._value in text else text
+        for form in {self._value, repr(self._value)[1:-1]}:  # raw, and as it looks inside a repr
+            text = text.replace(form, MASK)
+        return text
 
     def __repr__(self) -> str:
         return f"ApiKey('{MASK}')"

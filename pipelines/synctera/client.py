@@ -279,9 +279,12 @@ class SyncteraClient(_ClientCore):
             response = self._http.send(step.request, stream=True)
             try:
                 body = BodyBuffer(self.max_response_bytes)
-                for chunk in response.iter_bytes():
-                    if not body.add(chunk):
-                        break
+                try:
+                    for chunk in response.iter_bytes():
+                        if not body.add(chunk):
+                            break
+                except httpx.DecodingError as exc:
+                    body.undecodable = f"{type(exc).__name__}: {exc}"
             finally:
                 response.close()
             return body.response(response)
@@ -387,9 +390,12 @@ class AsyncSyncteraClient(_ClientCore):
             response = await self._http.send(step.request, stream=True)
             try:
                 body = BodyBuffer(self.max_response_bytes)
-                async for chunk in response.aiter_bytes():
-                    if not body.add(chunk):
-                        break
+                try:
+                    async for chunk in response.aiter_bytes():
+                        if not body.add(chunk):
+                            break
+                except httpx.DecodingError as exc:
+                    body.undecodable = f"{type(exc).__name__}: {exc}"
             finally:
                 await response.aclose()
             return body.response(response)

@@ -37,6 +37,7 @@ def last_call_attempts() -> int:
 
 
 TRUNCATED = "synctera_truncated_at"
+UNDECODABLE = "synctera_undecodable"
 
 
 class BodyBuffer:
@@ -47,6 +48,7 @@ class BodyBuffer:
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
+        self.undecodable: str | None = None
 
     def add(self, chunk: bytes) -> bool:
         """Keep ``chunk``; False once the limit is passed (stop reading)."""
@@ -69,7 +71,10 @@ class BodyBuffer:
             headers=headers,
             content=b"".join(self.chunks),
             request=streamed.request,
-            extensions={TRUNCATED: self.limit} if self.truncated else {},
+            extensions={
+                **({TRUNCATED: self.limit} if self.truncated else {}),
+                **({UNDECODABLE: self.undecodable} if self.undecodable else {}),
+            },
         )
 
 
@@ -111,9 +116,10 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             reason = ctx.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             if not is_retryable_transport_error(exc) or attempt >= ctx.policy.max_attempts:
                 ctx.stats.count("failures", op.operation_id)
+                # No chained cause: the reason above is the redacted text of it.
                 raise errors.TransportError(
                     method=op.method, path=target, reason=reason, attempts=attempt
-                ) from exc
+                ) from None
             delay = ctx.policy.delay(attempt=attempt, hint=None, rng=ctx.rng)
             _log_retry(op, target, reason, attempt, delay, ctx)
             yield Wait(delay)
@@ -137,7 +143,10 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             return result
         problem, excerpt = _problem(response, ctx)
         status = response.status_code
-        if is_retryable_status(status) and attempt < ctx.policy.max_attempts:
+        if (
+            is_retryable_status(status, problem.code if problem else None)
+            and attempt < ctx.policy.max_attempts
+        ):
             hint = retry_hint(response, (problem.model_extra or {}).get("retry_after") if problem else None)
             delay = ctx.policy.delay(attempt=attempt, hint=hint, rng=ctx.rng)
             _log_retry(op, target, f"HTTP {status}", attempt, delay, ctx)
@@ -185,6 +194,8 @@ def _parse(op: Operation[T], target: str, response: httpx.Response, ctx: CallCon
             method=op.method, path=target, status=response.status_code, reason=ctx.redact(reason)
         )
 
+    if UNDECODABLE in response.extensions:
+        raise invalid(f"the body could not be decoded: {response.extensions[UNDECODABLE]}")
     if TRUNCATED in response.extensions:
         raise invalid(f"the body is larger than {response.extensions[TRUNCATED]} bytes")
     if not _is_json(response):

@@ -20,8 +20,13 @@ import httpx
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-def is_retryable_status(status: int) -> bool:
-    return status in RETRYABLE_STATUSES or status >= 500
+RETRYABLE_CODES = frozenset({"IDEMPOTENCY_CONCURRENT_USE"})
+"""Problem codes worth another try: the same Idempotency-Key is still being processed (a resent write
+whose first attempt timed out), so asking again later gets its outcome."""
+
+
+def is_retryable_status(status: int, code: str | None = None) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500 or code in RETRYABLE_CODES
 
 
 def is_retryable_transport_error(exc: httpx.TransportError) -> bool:
