@@ -24,7 +24,8 @@ from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import ledger, records
 from pipelines.lake import TRANSACTIONS, Lake, days_between
 from pipelines.synctera import StatsSnapshot
-from pipelines.transactions import AccountTransactions, fetch_all_accounts
+from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import refresh_views
 
 UNIQUE_CHECK = "unique_transaction_keys"
@@ -80,18 +81,14 @@ def build_transactions(
 
         tables: list[pa.Table] = []
 
-        def to_arrow(result: AccountTransactions) -> None:
-            """Columnar as soon as an account is done: far smaller than the parsed objects."""
-            if result.windows:
+        def to_arrow(account_id: str, window: WindowRecord, rows: list[ExternalAccountTransaction]) -> None:
+            """Columnar as soon as a window is checked: far smaller than the parsed objects."""
+            if rows:
                 tables.append(
                     records.transactions_table(
-                        result.account_id,
-                        result.transactions.values(),
-                        fetched_at=result.windows[-1].fetched_at,
-                        run_id=context.run.run_id,
+                        account_id, rows, fetched_at=window.fetched_at, run_id=context.run.run_id
                     )
                 )
-            result.transactions.clear()
 
         async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
             async with synctera.client() as client:
@@ -102,7 +99,7 @@ def build_transactions(
                     end,
                     prior_rates=rates,
                     concurrency=ingest.account_concurrency,
-                    on_account=to_arrow,
+                    sink=to_arrow,
                 )
                 return results, client.stats_snapshot()
 

@@ -53,12 +53,20 @@ class WindowRecord:
     fetched_at: dt.datetime
 
 
+RowSink = Callable[[str, WindowRecord, list[ExternalAccountTransaction]], None]
+"""Receives each kept window's rows (account id, window, rows) as soon as they are checked."""
+
+
 @dataclass
 class AccountTransactions:
-    """Everything fetched for one account over one range."""
+    """What fetching one account over one range did: the windows, the ids kept, the flagged days.
+
+    The rows themselves go to the sink window by window, so a heavy account's history never has to
+    sit in memory as parsed objects.
+    """
 
     account_id: str
-    transactions: dict[str, ExternalAccountTransaction] = field(default_factory=dict)
+    transaction_ids: set[str] = field(default_factory=set)
     windows: list[WindowRecord] = field(default_factory=list)
     flagged_days: list[dt.date] = field(default_factory=list)
     duplicates_dropped: int = 0
@@ -92,19 +100,28 @@ def _checked_rows(
     return per_day
 
 
-def _keep(result: AccountTransactions, window: Window, rows: Sequence[ExternalAccountTransaction]) -> None:
+def _unique(
+    result: AccountTransactions, window: Window, rows: Sequence[ExternalAccountTransaction]
+) -> list[ExternalAccountTransaction]:
+    """The window's rows, each id once: an identical repeat is dropped and counted; the same id with
+    other contents, or again in another window (so on another date), is an anomaly."""
+    kept: dict[str, ExternalAccountTransaction] = {}
     for row in rows:
         key = row.transaction_id
         assert key is not None  # checked above
-        previous = result.transactions.get(key)
+        previous = kept.get(key)
+        if previous is None and key in result.transaction_ids:
+            raise TransactionAnomaly(result.account_id, window, f"transaction {key} came back in two windows")
         if previous is None:
-            result.transactions[key] = row
+            kept[key] = row
         elif previous == row:
             result.duplicates_dropped += 1
         else:
             raise TransactionAnomaly(
                 result.account_id, window, f"transaction {key} came back twice with different contents"
             )
+    result.transaction_ids.update(kept)
+    return list(kept.values())
 
 
 async def fetch_account_transactions(
@@ -113,9 +130,11 @@ async def fetch_account_transactions(
     start: dt.date,
     end: dt.date,
     *,
+    sink: RowSink,
     prior_rate: float | None = None,
 ) -> AccountTransactions:
-    """All transactions of ``account_id`` dated in ``[start, end)``, with the windows that proved it."""
+    """All transactions of ``account_id`` dated in ``[start, end)``, given to ``sink`` window by
+    window, with the windows that proved them complete."""
     planner = WindowPlanner(start, end, rate=prior_rate)
     result = AccountTransactions(account_id)
     while (window := planner.next_window()) is not None:
@@ -128,9 +147,8 @@ async def fetch_account_transactions(
         attempts = last_call_attempts()
         rows = answer.transactions
         outcome = planner.record(window, _checked_rows(account_id, window, rows))
-        result.windows.append(
-            WindowRecord(account_id, window, len(rows), outcome, attempts, dt.datetime.now(dt.UTC))
-        )
+        record = WindowRecord(account_id, window, len(rows), outcome, attempts, dt.datetime.now(dt.UTC))
+        result.windows.append(record)
         if outcome is Outcome.CAPPED:
             log.info("account %s: window %s hit the cap (%d rows), splitting", account_id, window, len(rows))
             continue
@@ -142,7 +160,7 @@ async def fetch_account_transactions(
                 len(rows),
             )
             result.flagged_days.append(window.start)
-        _keep(result, window, rows)
+        sink(account_id, record, _unique(result, window, rows))
     return result
 
 
@@ -154,12 +172,9 @@ async def fetch_all_accounts(
     *,
     prior_rates: Mapping[str, float],
     concurrency: int,
-    on_account: Callable[[AccountTransactions], None] | None = None,
+    sink: RowSink,
 ) -> list[AccountTransactions]:
-    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest.
-
-    ``on_account`` sees each account's result as soon as it is complete (in the event loop).
-    """
+    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest."""
     slots = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -167,10 +182,8 @@ async def fetch_all_accounts(
         nonlocal done
         async with slots:
             fetched = await fetch_account_transactions(
-                client, account_id, start, end, prior_rate=prior_rates.get(account_id)
+                client, account_id, start, end, sink=sink, prior_rate=prior_rates.get(account_id)
             )
-        if on_account is not None:
-            on_account(fetched)  # e.g. turn the rows into Arrow now, so they need not stay as objects
         done += 1
         if done % 50 == 0 or done == len(account_ids):
             log.info("transactions: %d of %d accounts fetched", done, len(account_ids))

@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from pipelines.synctera import AsyncSyncteraClient
-from pipelines.transactions import TransactionAnomaly, WindowFetchError, fetch_account_transactions
+from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.transactions import (
+    AccountTransactions,
+    TransactionAnomaly,
+    WindowFetchError,
+    fetch_account_transactions,
+)
 from pipelines.windows import Outcome
 
 from .conftest import FAST_RETRY
@@ -20,22 +26,30 @@ from .conftest import FAST_RETRY
 START, END = dt.date(2026, 2, 1), dt.date(2026, 2, 8)
 
 
-def _fetch(rows_for: Callable[[dt.date, dt.date], list[dict[str, object]]], status: int = 200):  # type: ignore[no-untyped-def]
+def _fetch(
+    rows_for: Callable[[dt.date, dt.date], list[dict[str, object]]], status: int = 200
+) -> tuple[AccountTransactions, list[ExternalAccountTransaction]]:
+    """Fetch one account from a fake server; returns the result and every row the sink received."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         start = dt.date.fromisoformat(request.url.params["start_date"])
         end = dt.date.fromisoformat(request.url.params["end_date"])
         return httpx.Response(status, json={"transactions": rows_for(start, end)})
 
-    async def run():  # type: ignore[no-untyped-def]
+    received: list[ExternalAccountTransaction] = []
+
+    async def run() -> AccountTransactions:
         async with AsyncSyncteraClient(
             base_url="https://api.example.test/v0",
             api_key="k",
             retry=FAST_RETRY,
             transport=httpx.MockTransport(handler),
         ) as client:
-            return await fetch_account_transactions(client, "acc-1", START, END)
+            return await fetch_account_transactions(
+                client, "acc-1", START, END, sink=lambda account, window, rows: received.extend(rows)
+            )
 
-    return asyncio.run(run())
+    return asyncio.run(run()), received
 
 
 def test_a_row_dated_outside_its_window_is_an_error_not_a_misfiled_row() -> None:
@@ -60,8 +74,8 @@ def test_rows_without_key_or_date_are_errors(row: dict[str, object], problem: st
 
 def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_are_dropped() -> None:
     twice = [{"transaction_id": "a", "date": "2026-02-02", "amount": 5}] * 2
-    result = _fetch(lambda s, e: twice)
-    assert list(result.transactions) == ["a"]
+    result, rows = _fetch(lambda s, e: twice)
+    assert [r.transaction_id for r in rows] == ["a"]
     assert result.duplicates_dropped == 1
     clash = [twice[0], {**twice[0], "amount": 6}]
     with pytest.raises(TransactionAnomaly, match="twice with different contents"):
@@ -70,8 +84,8 @@ def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_a
 
 def test_ids_differing_only_by_case_are_two_transactions() -> None:
     rows = [{"transaction_id": "AbC", "date": "2026-02-02"}, {"transaction_id": "aBc", "date": "2026-02-02"}]
-    result = _fetch(lambda s, e: rows)
-    assert sorted(result.transactions) == ["AbC", "aBc"]
+    _, received = _fetch(lambda s, e: rows)
+    assert sorted(r.transaction_id or "" for r in received) == ["AbC", "aBc"]
 
 
 def test_a_failing_window_names_account_and_window() -> None:
@@ -86,7 +100,17 @@ def test_capped_windows_are_split_and_their_rows_not_kept() -> None:
         every = [{"transaction_id": f"{d}-{i}", "date": d.isoformat()} for d in days for i in range(120)]
         return every[:500]
 
-    result = _fetch(rows_for)
-    assert len(result.transactions) == 7 * 120
+    result, received = _fetch(rows_for)
+    assert len(received) == len({r.transaction_id for r in received}) == 7 * 120
     assert result.windows_split >= 1
     assert sum(w.row_count for w in result.windows if w.outcome is Outcome.COMPLETE) == 7 * 120
+
+
+def test_the_same_id_in_two_windows_is_an_anomaly() -> None:
+    def rows_for(start: dt.date, end: dt.date) -> list[dict[str, object]]:
+        days = [start + dt.timedelta(days=n) for n in range((end - start).days)]
+        every = [{"transaction_id": f"{d}-{i}", "date": d.isoformat()} for d in days for i in range(100)]
+        return [{"transaction_id": "same", "date": start.isoformat()}, *every][:500]
+
+    with pytest.raises(TransactionAnomaly, match="came back in two windows"):
+        _fetch(rows_for)
