@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -80,7 +80,3 @@ def markdown_preview(table: pa.Table, columns: Sequence[str], *, rows: int = 5) 
     if not head:
         lines.append("| " + " | ".join("" for _ in columns) + " |")
     return dg.MetadataValue.md("\n".join(lines))
-
-
-def counts_metadata(counts: Mapping[str, int]) -> dict[str, int]:
-    return dict(counts)

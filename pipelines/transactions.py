@@ -72,10 +72,6 @@ class AccountTransactions:
     duplicates_dropped: int = 0
 
     @property
-    def calls(self) -> int:
-        return len(self.windows)
-
-    @property
     def windows_split(self) -> int:
         return sum(1 for w in self.windows if w.outcome is Outcome.CAPPED)
 
