@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import itertools
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -256,11 +258,12 @@ def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:
     if data.num_rows == 0:
         return
     ordered = data.sort_by([("date", "ascending")])
-    counts = pc.value_counts(ordered.column("date"))  # in order of first appearance: ascending
-    offset = 0
-    for entry in counts.to_pylist():
-        yield entry["values"], ordered.slice(offset, entry["counts"])
-        offset += entry["counts"]
+    days = ordered.column("date").combine_chunks()
+    # Where the sorted dates change: the boundaries of each day's run of rows.
+    ordinals = days.cast(pa.int32()).to_numpy(zero_copy_only=False)
+    bounds = [0, *(np.flatnonzero(np.diff(ordinals)) + 1).tolist(), len(ordinals)]
+    for begin, stop in itertools.pairwise(bounds):
+        yield days[begin].as_py(), ordered.slice(begin, stop - begin)
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 
 from pipelines import lake as lake_module
 from pipelines import warehouse
-from pipelines.lake import Lake
+from pipelines.lake import Lake, split_by_date
 from pipelines.records import transactions_table
 from pipelines.synctera.models import ExternalAccountTransaction
 
@@ -158,3 +159,22 @@ def test_replacing_some_accounts_keeps_the_others_rows(tmp_path: Path) -> None:
     store.replace_accounts("transactions", [DAY], _rows(DAY, 1), accounts=["acc"])
     rows = pq.read_table(store.partition_file("transactions", DAY)).select(["account_id", "transaction_id"])
     assert sorted(zip(*rows.to_pydict().values(), strict=True)) == [("acc", "t0"), ("other", "o")]
+
+
+def test_rows_split_by_date_land_each_in_its_own_day_whatever_the_chunking() -> None:
+    rng = random.Random(1)
+    for _ in range(100):
+        count = rng.randint(1, 300)
+        dates = [DAY + dt.timedelta(days=rng.randint(0, 20)) for _ in range(count)]
+        chunks, start = [], 0
+        while start < count:
+            size = rng.randint(1, 50)
+            part = dates[start : start + size]
+            chunks.append(
+                pa.table({"date": pa.array(part, pa.date32()), "n": list(range(start, start + len(part)))})
+            )
+            start += size
+        groups = list(split_by_date(pa.concat_tables(chunks)))
+        assert [day for day, _ in groups] == sorted(set(dates))
+        assert all(set(rows.column("date").to_pylist()) == {day} for day, rows in groups)
+        assert sorted(n for _, rows in groups for n in rows.column("n").to_pylist()) == list(range(count))
