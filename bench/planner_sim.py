@@ -58,9 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         start = sandbox.today - args.days * ONE_DAY
         calls = minimum = 0
         for account in sandbox.accounts():
-            counts = [
-                len(sandbox.true_transactions(account["id"], start + n * ONE_DAY)) for n in range(args.days)
-            ]
+            counts = sandbox.true_day_counts(account["id"], start, args.days)
             rate = statistics.fmean(counts) if args.oracle else None
             calls += planned_calls(counts, start, rate=rate, rng=np.random.default_rng(seed))
             minimum += minimum_calls(counts)

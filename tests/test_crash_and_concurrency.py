@@ -57,6 +57,13 @@ def _cli(base_url: str, key: str, data_dir: Path, home: Path) -> subprocess.Pope
         os.close(log)
 
 
+def _clean_run(tmp_path: Path, base_url: str, key: str) -> list[tuple[object, ...]]:
+    """The warehouse content of an uninterrupted run in a directory of its own: the reference."""
+    clean = _cli(base_url, key, tmp_path / "clean", tmp_path / "clean-home")
+    assert clean.wait(timeout=300) == 0, _log_tail(tmp_path / "clean-home")
+    return _content(tmp_path / "clean")
+
+
 def _log_tail(home: Path) -> str:
     return (home / "cli.log").read_text(errors="replace")[-3000:]
 
@@ -88,9 +95,7 @@ def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(
     tmp_path: Path, sandbox_url: tuple[str, str]
 ) -> None:
     base_url, key = sandbox_url
-    clean = _cli(base_url, key, tmp_path / "clean", tmp_path / "clean-home")
-    assert clean.wait(timeout=300) == 0, _log_tail(tmp_path / "clean-home")
-    expected = _content(tmp_path / "clean")
+    expected = _clean_run(tmp_path, base_url, key)
     assert expected
 
     rng = random.Random(20261123)
@@ -119,12 +124,11 @@ def test_two_runs_writing_the_same_partitions_at_once_leave_them_whole(
     tmp_path: Path, sandbox_url: tuple[str, str]
 ) -> None:
     base_url, key = sandbox_url
-    clean = _cli(base_url, key, tmp_path / "clean", tmp_path / "clean-home")
-    assert clean.wait(timeout=300) == 0, _log_tail(tmp_path / "clean-home")
+    expected = _clean_run(tmp_path, base_url, key)
     runs = [_cli(base_url, key, tmp_path / "shared", tmp_path / f"home-{n}") for n in range(2)]
     assert [r.wait(timeout=300) for r in runs] == [0, 0]
     _only_partition_files(tmp_path / "shared")
-    assert _content(tmp_path / "shared") == _content(tmp_path / "clean")
+    assert _content(tmp_path / "shared") == expected
 
 
 def test_a_shared_rate_budget_holds_across_processes(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import json
 import random
 import threading
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +82,6 @@ class Sandbox:
         self.idempotency = IdempotencyCache()
         self.faults = FaultPlan(self.config)
         self.requests: deque[RequestRecord] = deque(maxlen=200_000)
-        self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
         self._log_lock = threading.Lock()
@@ -100,6 +99,10 @@ class Sandbox:
         """Every transaction dated ``day`` that the API would show today (uncapped)."""
         return self.world.transactions_of_day(account_id, day, today=self.today)
 
+    def true_day_counts(self, account_id: str, start: dt.date, days: int) -> list[int]:
+        """How many transactions each of ``days`` days from ``start`` truly has (the planner's yardstick)."""
+        return [len(self.true_transactions(account_id, start + dt.timedelta(days=n))) for n in range(days)]
+
     def true_balance(self, account_id: str) -> dict[str, Any]:
         return self.world.balance(account_id, now=dt.datetime.now(dt.UTC))
 
@@ -109,7 +112,6 @@ class Sandbox:
     def clear_log(self) -> None:
         with self._log_lock:
             self.requests.clear()
-            self.counts.clear()
             self.max_in_flight = self.in_flight
 
     def records(self, endpoint: str | None = None) -> list[RequestRecord]:
@@ -206,7 +208,6 @@ class Sandbox:
         )
         with self._log_lock:
             self.requests.append(record)
-            self.counts[endpoint] += 1
 
     def _fault(self, kind: str) -> Response:
         wait = self.config.retry_after_seconds

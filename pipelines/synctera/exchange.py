@@ -121,7 +121,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
                     method=op.method, path=target, reason=reason, attempts=attempt
                 ) from None
             delay = ctx.policy.delay(attempt=attempt, hint=None, rng=ctx.rng)
-            _log_retry(op, target, reason, attempt, delay, ctx)
+            _note_retry(op, target, reason, attempt, delay, ctx)
             yield Wait(delay)
             continue
         assert response is not None
@@ -133,7 +133,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
                 # resent on a 2xx, since the server has acted.
                 if op.method == "GET" and attempt < ctx.policy.max_attempts:
                     delay = ctx.policy.delay(attempt=attempt, hint=None, rng=ctx.rng)
-                    _log_retry(op, target, f"an invalid body ({exc.reason})", attempt, delay, ctx)
+                    _note_retry(op, target, f"an invalid body ({exc.reason})", attempt, delay, ctx)
                     yield Wait(delay)
                     continue
                 ctx.stats.count("failures", op.operation_id)
@@ -149,7 +149,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
         ):
             hint = retry_hint(response, (problem.model_extra or {}).get("retry_after") if problem else None)
             delay = ctx.policy.delay(attempt=attempt, hint=hint, rng=ctx.rng)
-            _log_retry(op, target, f"HTTP {status}", attempt, delay, ctx)
+            _note_retry(op, target, f"HTTP {status}", attempt, delay, ctx)
             yield Wait(delay)
             continue
         ctx.stats.count("failures", op.operation_id)
@@ -168,9 +168,10 @@ def _target(request: httpx.Request) -> str:
     return request.url.raw_path.decode("ascii", errors="replace")
 
 
-def _log_retry(
+def _note_retry(
     op: Operation[T], target: str, reason: str, attempt: int, delay: float, ctx: CallContext
 ) -> None:
+    """Count the retry and say why, before waiting ``delay`` seconds."""
     ctx.stats.count("retries", op.operation_id)
     log.warning(
         "Retrying %s %s after %s (attempt %d of %d) in %.2fs",
