@@ -34,6 +34,12 @@ SPIKE = TRANSACTIONS_CAP // 4
 """Rows of one day in a capped answer that mark it as a spike, to be fetched on its own."""
 
 
+FINISH_WINDOWS = 4
+"""Windows' worth of rows left at which the planner cuts the rest evenly instead of greedily."""
+
+SPIKE_FACTOR = 3.0
+"""...and that many times the day's typical rows: a busy account's ordinary day is no spike."""
+
 PRIOR_DAYS = 14
 """Days of exact counts after which this run's own density outweighs the ledger's prior."""
 
@@ -167,12 +173,14 @@ class WindowPlanner:
         return [(sums[w] / overall + WEEKDAY_PRIOR) / (days[w] + WEEKDAY_PRIOR) for w in range(7)]
 
     def _fit(self, remaining: int) -> int:
-        """How many days from the cursor to ask for: the most days per call, in expectation.
+        """How many days from the cursor to ask for: the fewest calls, in expectation.
 
         Each candidate length ``n`` has an expected row count and a spread (Poisson noise of the
         counts plus the uncertainty of the rate); ``p`` is its chance of reaching the cap. A capped
         window costs one more call and then covers one day less, so ``n`` is worth
-        ``(n - p) / (1 + p)`` days per call; the best ``n`` wins.
+        ``(n - p) / (1 + p)`` days per call; the best ``n`` wins. Near the end of the range (or of
+        the stretch before a spike) the rest is instead cut into the number of windows that covers
+        it in the fewest expected calls, so that the last window is not a sliver.
         """
         rate = self._estimate() or 0.0
         factors = self._weekday_factors(rate)
@@ -182,40 +190,74 @@ class WindowPlanner:
             relative = max(self.uncertainty, 1 / math.sqrt(sum(self._counts.values()) + 1))
         else:
             relative = PRIOR_UNCERTAINTY
-        expected = 0.0
+        expected = [0.0]  # expected[n]: rows expected in the first n days from the cursor
         best, best_value = 1, 0.0
         for days in range(1, remaining + 1):
             day = self._cursor + (days - 1) * ONE_DAY
+            typical = rate * factors[day.weekday()]
             floor = self._floors.get(day, 0)
-            if floor >= SPIKE:
-                # A day that dominated a capped answer gets a window of its own.
-                return best if days > 1 else 1
+            if self._is_spike(floor, typical):
+                # A day that dominated a capped answer gets a window of its own: plan up to it.
+                return self._even_split(expected, relative) if days > 1 else 1
             # A day seen in a capped answer holds at least the rows it showed there.
-            expected += max(rate * factors[day.weekday()], float(floor))
-            spread = math.sqrt(expected + (relative * expected) ** 2) * self.safety
-            p_cap = (
-                0.5 * math.erfc((FILL_LIMIT + 0.5 - expected) / (spread * math.sqrt(2))) if spread else 0.0
-            )
+            expected.append(expected[-1] + max(typical, float(floor)))
+            if best_value and expected[-1] > FINISH_WINDOWS * FILL_LIMIT:
+                return best  # the end is far: the next window only has to be a good one
+            p_cap = self._cap_chance(expected[-1], relative)
             value = (days - p_cap) / (1 + p_cap)
-            if value > best_value:
+            if value > best_value and p_cap <= 0.5:
                 best, best_value = days, value
-            if p_cap > 0.5:
-                break
-        return best
+        return self._even_split(expected, relative)
+
+    @staticmethod
+    def _is_spike(floor: int, typical: float) -> bool:
+        """A day whose rows in a capped answer dwarf its usual count: it is fetched on its own."""
+        return floor >= max(SPIKE, SPIKE_FACTOR * typical)
+
+    def _cap_chance(self, rows: float, relative: float) -> float:
+        """The chance that a window expected to hold ``rows`` reaches the cap."""
+        spread = math.sqrt(rows + (relative * rows) ** 2) * self.safety
+        if not spread:
+            return 0.0
+        return 0.5 * math.erfc((FILL_LIMIT + 0.5 - rows) / (spread * math.sqrt(2)))
+
+    def _even_split(self, expected: list[float], relative: float) -> int:
+        """The first window of the cheapest even cut of the days ahead (``expected`` is cumulative).
+
+        ``k`` windows of ``total / k`` expected rows each cost ``k / (1 - p)`` calls on average (a
+        capped window is asked again); the cheapest ``k`` wins.
+        """
+        total, days = expected[-1], len(expected) - 1
+        best_k, best_cost = 1, math.inf
+        for k in range(1, days + 1):
+            p_cap = self._cap_chance(total / k, relative)
+            cost = k / (1 - p_cap) if p_cap < 1 else math.inf
+            if cost < best_cost:
+                best_k, best_cost = k, cost
+            if p_cap < 1e-3:
+                break  # more windows only cost more
+        share = total / best_k
+        # The day on which the first window's expected rows come closest to its share (the longest
+        # such window when days are expected to be empty).
+        return min(range(1, days + 1), key=lambda n: (abs(expected[n] - share), -n))
 
     def _split(self, window: Window, rows_per_day: Mapping[dt.date, int]) -> int:
         """How many days to ask for next, after ``window`` came back capped."""
         # A day that holds a large share of the capped answer is set apart: everything before it
         # is asked for next, then that day alone.
+        estimate = self._estimate()
         for offset in range(window.days):
             day = window.start + offset * ONE_DAY
-            if rows_per_day.get(day, 0) >= SPIKE:
+            if self._is_spike(rows_per_day.get(day, 0), estimate or 0.0):
                 return max(1, offset)
-        estimate = self._estimate()
         if estimate is None or estimate * window.days < TRANSACTIONS_CAP / 2:
             # Cold start, or the estimate was badly wrong: take a sixteenth of the days, which in one
             # or two rounds finds the account's scale; the first complete window then sets the rate.
             return max(1, window.days // self.cold_split)
+        if self.rate is not None:
+            # The window held 500 rows or more: a prior from earlier runs that expected fewer was
+            # too low, and keeping it would cap the next windows too.
+            self.rate = max(self.rate, TRANSACTIONS_CAP / window.days)
         return max(1, min(window.days - 1, self._fit(window.days)))
 
 

@@ -128,3 +128,22 @@ def test_recording_a_window_out_of_turn_is_refused() -> None:
 )
 def test_minimum_calls_packs_greedily(counts: list[int], expected: int) -> None:
     assert minimum_calls(counts) == expected
+
+
+def test_the_last_stretch_is_cut_evenly_not_left_as_a_sliver() -> None:
+    # 2.5 rows a day for a year, rate known: two windows of ~456 rows, not 420 + 420 + a sliver.
+    counts = [2 if n % 2 else 3 for n in range(365)]
+    history, covered = _drive(counts, rate=2.5)
+    assert len(covered) == 365
+    assert [o for _, o in history] == [Outcome.COMPLETE, Outcome.COMPLETE]
+
+
+def test_a_capped_busy_window_is_not_taken_for_a_run_of_spikes() -> None:
+    # 130 rows every day: a capped answer shows ~125 rows per day, which is the account's normal, so
+    # the planner must not fall back to one-day windows after it.
+    counts = [130] * 60
+    history, covered = _drive(counts, rate=100.0)
+    assert len(covered) == 60
+    one_day = [w for w, _ in history if w.days == 1]
+    assert len(one_day) <= 1
+    assert len(history) <= minimum_calls(counts) + 3
