@@ -37,7 +37,10 @@ ui: setup
 	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
 
 # Transaction calls of a real 90-day backfill (and a warm daily run) ÷ the minimum possible.
+# Workload S (200 accounts x 90 days, a few minutes) and the planner's call ratio; `make bench M=1`
+# adds workload M (2,000 accounts x 365 days, tens of minutes). Tables: BENCHMARKS.md.
 bench: setup
+	$(BIN)/python -m bench.perf $(if $(M),--m)
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
 
 sandbox: setup

@@ -69,6 +69,7 @@ def api_metadata(stats: StatsSnapshot) -> dict[str, Any]:
         "api_requests": stats.total_requests,
         "api_retries": stats.total_retries,
         "api_failures": sum(stats.failures.values()),
+        "api_seconds": round(stats.api_seconds, 3),
     }
 
 

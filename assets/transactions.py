@@ -23,8 +23,9 @@ from assets.common import (
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import ledger, records
 from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.spool import DateSpool
 from pipelines.synctera import StatsSnapshot
-from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.synctera.models import TransactionRow
 from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import refresh_views
 
@@ -79,43 +80,48 @@ def build_transactions(
             f"{snapshot_day} snapshot; {len(rates)} have a density from earlier runs"
         )
 
-        tables: list[pa.Table] = []
+        # Rows go to disk window by window (memory stays flat however long the range or many the
+        # accounts); the partitions are written once every account is fetched.
+        with DateSpool(store.spool_dir(), TRANSACTIONS, start, end) as spool:
+            preview: list[pa.Table] = []
 
-        def to_arrow(account_id: str, window: WindowRecord, rows: list[ExternalAccountTransaction]) -> None:
-            """Columnar as soon as a window is checked: far smaller than the parsed objects."""
-            if rows:
-                tables.append(
-                    records.transactions_table(
-                        account_id, rows, fetched_at=window.fetched_at, run_id=context.run.run_id
+            def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
+                table = records.transactions_table(
+                    account_id, rows, fetched_at=window.fetched_at, run_id=context.run.run_id
+                )
+                spool.add(table)
+                if not preview and table.num_rows:
+                    preview.append(table.slice(0, 5))
+
+            async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
+                async with synctera.client() as client:
+                    results = await fetch_all_accounts(
+                        client,
+                        account_ids,
+                        start,
+                        end,
+                        prior_rates=rates,
+                        concurrency=ingest.account_concurrency,
+                        sink=to_spool,
                     )
-                )
+                    return results, client.stats_snapshot()
 
-        async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
-            async with synctera.client() as client:
-                results = await fetch_all_accounts(
-                    client,
-                    account_ids,
-                    start,
-                    end,
-                    prior_rates=rates,
-                    concurrency=ingest.account_concurrency,
-                    sink=to_arrow,
+            results, stats = run_async(fetch())
+            days = days_between(start, end)
+            windows = [w for r in results for w in r.windows]
+            context.log.info(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")
+            written = []
+            with store.lock("transactions"):  # a concurrent run writing these days waits for this one
+                for block_days, rows in spool.blocks():
+                    written += store.replace_accounts("transactions", block_days, rows, accounts=account_ids)
+                store.replace_accounts(
+                    "transaction_windows",
+                    days,
+                    ledger.windows_table(windows, run_id=context.run.run_id),
+                    accounts=account_ids,
                 )
-                return results, client.stats_snapshot()
-
-        results, stats = run_async(fetch())
-        fetched = pa.concat_tables(tables or [TRANSACTIONS.empty_table()])
-        days = days_between(start, end)
-        windows = [w for r in results for w in r.windows]
-        with store.lock("transactions"):  # a concurrent run writing these days waits for this one
-            written = store.replace_accounts("transactions", days, fetched, accounts=account_ids)
-            store.replace_accounts(
-                "transaction_windows",
-                days,
-                ledger.windows_table(windows, run_id=context.run.run_id),
-                accounts=account_ids,
-            )
-            refresh_views(store)
+                refresh_views(store)
+            rows_written = spool.rows
 
         flagged = sorted((day.isoformat(), r.account_id) for r in results for day in r.flagged_days)
         for day, account_id in flagged:
@@ -124,12 +130,12 @@ def build_transactions(
         calls = len(windows)
         split = sum(r.windows_split for r in results)
         context.log.info(
-            f"transactions: {fetched.num_rows} rows in {len(days)} partitions, {calls} calls, "
+            f"transactions: {rows_written} rows in {len(days)} partitions, {calls} calls, "
             f"{split} windows split, {len(flagged)} incomplete account-days"
         )
         return dg.MaterializeResult(
             metadata={
-                "rows_written": fetched.num_rows,
+                "rows_written": rows_written,
                 "partitions_written": len(days),
                 "accounts": len(account_ids),
                 "transaction_calls": calls,
@@ -139,7 +145,8 @@ def build_transactions(
                 "range": f"{start}..{days[-1]}",
                 "duration_seconds": round(time.monotonic() - began, 3),
                 "preview": markdown_preview(
-                    fetched, ["account_id", "transaction_id", "date", "amount", "merchant_name"]
+                    preview[0] if preview else TRANSACTIONS.empty_table(),
+                    ["account_id", "transaction_id", "date", "amount", "merchant_name"],
                 ),
                 **api_metadata(stats),
             },

@@ -1,33 +1,161 @@
-"""One backfill of the pipeline against the sandbox in its own process: wall time, CPU, peak RSS.
+"""One backfill of the pipeline against the sandbox in its own process: calls, time, CPU, memory.
 
     python -m bench.pipeline_bench --accounts 200 --days 90                  # workload S, no latency
     python -m bench.pipeline_bench --accounts 200 --days 90 --realistic      # 60/80/400 ms per call
 
 The pipeline runs in this process (Dagster's in-process executor), so ``ru_maxrss`` and the CPU
 seconds are the pipeline's own; the sandbox's CPU is reported separately (a waited-for child).
+With ``--bare`` a bare client (``bench.bare_client``) then GETs the same responses in a process of
+its own and only decodes the JSON: the CPU floor. ``--json`` prints one JSON object instead of text.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import duckdb
 
 from assets.balances import build_balances
 from assets.external_accounts import build_external_accounts
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from assets.transactions import build_transactions
+from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
+from pipelines.windows import minimum_calls
 
 ONE_DAY = dt.timedelta(days=1)
-REALISTIC = ["--latency", "list=0.06", "--latency", "transactions=0.08", "--latency", "balance=0.4"]
+LATENCY = {"list": 0.06, "transactions": 0.08, "balance": 0.4}
+"""The realistic profile: seconds per call of each endpoint."""
+
+
+def _sandbox_args(accounts: int, days: int, seed: int, realistic: bool) -> list[str]:
+    args = ["--accounts", str(accounts), "--seed", str(seed), "--history-days", str(days + 30)]
+    if realistic:
+        for endpoint, seconds in LATENCY.items():
+            args += ["--latency", f"{endpoint}={seconds}"]
+    return args
+
+
+def minimum_transaction_calls(accounts: int, days: int, seed: int) -> int:
+    """The yardstick: greedy packing of every account's true day counts (see ``minimum_calls``)."""
+    sandbox = Sandbox(SandboxConfig(seed=seed, accounts=accounts, history_days=days + 30))
+    start = sandbox.today - days * ONE_DAY
+    return sum(minimum_calls(sandbox.true_day_counts(a["id"], start, days)) for a in sandbox.accounts())
+
+
+def run_once(
+    *,
+    accounts: int,
+    days: int,
+    seed: int,
+    realistic: bool,
+    concurrency: int,
+    data_dir: Path,
+    requests_per_second: float | None = None,
+    bare: bool = False,
+) -> dict[str, Any]:
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - days * ONE_DAY, today - ONE_DAY
+    daily = dg.DailyPartitionsDefinition(start_date=(start - 30 * ONE_DAY).isoformat(), timezone="UTC")
+    external_accounts = build_external_accounts(daily)
+    assets = [
+        external_accounts,
+        build_transactions(daily, external_accounts),
+        build_balances(daily, external_accounts),
+    ]
+    key = "bench-key"
+    figures: dict[str, Any] = {}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory() as home:
+        sandbox_args = _sandbox_args(accounts, days, seed, realistic)
+        with sandbox_process(sandbox_args, api_key=key) as base_url:
+            began, cpu = time.perf_counter(), time.process_time()
+            with dg.DagsterInstance.local_temp(tempdir=home) as instance:
+                result = dg.materialize(
+                    assets,
+                    instance=instance,
+                    resources={
+                        "synctera": SyncteraApi(
+                            base_url=base_url,
+                            api_key=key,
+                            max_concurrency=concurrency,
+                            requests_per_second=requests_per_second,
+                        ),
+                        "lake": LakeResource(data_dir=str(data_dir)),
+                        "ingest": IngestResource(account_concurrency=concurrency),
+                    },
+                    tags={
+                        "dagster/asset_partition_range_start": start.isoformat(),
+                        "dagster/asset_partition_range_end": end.isoformat(),
+                    },
+                )
+            figures["wall_seconds"] = time.perf_counter() - began
+            figures["pipeline_cpu_seconds"] = time.process_time() - cpu
+            figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if bare:
+                figures.update(_bare(base_url, key, data_dir, concurrency))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures["sandbox_cpu_seconds"] = (
+        (children.ru_utime + children.ru_stime)
+        - (children_before.ru_utime + children_before.ru_stime)
+        - figures.get("bare_cpu_total_seconds", 0.0)
+    )
+
+    meta = {}
+    for event in result.get_asset_materialization_events():
+        step = event.asset_key.path[-1]
+        meta[step] = {k: v.value for k, v in event.materialization.metadata.items()}
+    tx, listing, balances = meta["transactions"], meta["external_accounts"], meta["balances"]
+    calls = {
+        "list": listing["api_calls"].get("listExternalAccounts", 0),
+        "transactions": tx["transaction_calls"],
+        "balance": balances["api_calls"].get("getExternalAccountBalance", 0),
+    }
+    spans = [m["api_seconds"] for m in (listing, tx, balances)]
+    floor = sum(calls[e] * LATENCY[e] for e in calls) / concurrency
+    figures.update(
+        rows=tx["rows_written"],
+        transaction_calls=tx["transaction_calls"],
+        windows_split=tx["windows_split"],
+        incomplete_days=tx["incomplete_days"],
+        calls=calls,
+        requests=sum(m["api_requests"] for m in (listing, tx, balances)),
+        api_seconds=sum(spans),
+        latency_floor_seconds=floor,
+        realistic=realistic,
+    )
+    return figures
+
+
+def _bare(base_url: str, key: str, data_dir: Path, concurrency: int) -> dict[str, Any]:
+    """Run the bare client over the windows the pipeline asked for, in a process of its own."""
+    windows = duckdb.sql(
+        "SELECT account_id, start_date::VARCHAR, end_date::VARCHAR FROM read_parquet(?)",
+        params=[str(data_dir / "transaction_windows" / "*" / "*.parquet")],
+    ).fetchall()
+    plan = data_dir.parent / "bare-plan.json"
+    plan.write_text(json.dumps({"windows": windows, "accounts": sorted({w[0] for w in windows})}))
+    output = subprocess.run(  # noqa: S603 (our own module, our own arguments)
+        [sys.executable, "-m", "bench.bare_client", base_url, str(plan), str(concurrency)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_API_KEY": key},
+    ).stdout
+    return {f"bare_{k}": v for k, v in json.loads(output).items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,70 +169,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=32, help="requests in flight (and accounts at once)"
     )
+    parser.add_argument("--requests-per-second", type=float, default=None)
+    parser.add_argument("--bare", action="store_true", help="also measure the bare client's CPU floor")
+    parser.add_argument("--data", type=Path, default=None, help="keep the lake here (default: a temp dir)")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
-
-    today = dt.datetime.now(dt.UTC).date()
-    start, end = today - args.days * ONE_DAY, today - ONE_DAY
-    sandbox_args = [
-        "--accounts",
-        str(args.accounts),
-        "--seed",
-        str(args.seed),
-        "--history-days",
-        str(args.days + 30),
-    ]
-    daily = dg.DailyPartitionsDefinition(start_date=(start - 30 * ONE_DAY).isoformat(), timezone="UTC")
-    accounts = build_external_accounts(daily)
-    assets = [accounts, build_transactions(daily, accounts), build_balances(daily, accounts)]
-    key = "bench-key"
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        (root / "home").mkdir()
-        with sandbox_process(sandbox_args + (REALISTIC if args.realistic else []), api_key=key) as base_url:
-            began, cpu = time.perf_counter(), time.process_time()
-            with dg.DagsterInstance.local_temp(tempdir=str(root / "home")) as instance:
-                result = dg.materialize(
-                    assets,
-                    instance=instance,
-                    resources={
-                        "synctera": SyncteraApi(
-                            base_url=base_url, api_key=key, max_concurrency=args.concurrency
-                        ),
-                        "lake": LakeResource(data_dir=str(root / "data")),
-                        "ingest": IngestResource(account_concurrency=args.concurrency),
-                    },
-                    tags={
-                        "dagster/asset_partition_range_start": start.isoformat(),
-                        "dagster/asset_partition_range_end": end.isoformat(),
-                    },
-                )
-            wall, pipeline_cpu = time.perf_counter() - began, time.process_time() - cpu
-        sandbox_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        events = [
-            e for e in result.get_asset_materialization_events() if e.asset_key.path == ["transactions"]
-        ]
-        meta = {k: v.value for k, v in events[-1].materialization.metadata.items()}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = meta["rows_written"]
-    profile = "realistic" if args.realistic else "zero"
-    report = [
-        ("workload", f"{args.accounts} accounts x {args.days} days, {profile} latency"),
-        ("rows", f"{rows:,}"),
-        ("wall", f"{wall:.1f} s (the whole run, Dagster included)"),
-        (
-            "pipeline CPU",
-            f"{pipeline_cpu:.1f} s ({pipeline_cpu / max(1, rows) * 1e6:.1f} s per million rows)",
-        ),
-        ("sandbox CPU", f"{sandbox_cpu.ru_utime + sandbox_cpu.ru_stime:.1f} s"),
-        ("peak RSS", f"{peak:.0f} MiB"),
-        (
-            "tx calls",
-            f"{meta['transaction_calls']} ({meta['windows_split']} split, {meta['incomplete_days']} flagged)",
-        ),
-    ]
-    for name, value in report:
-        print(f"{name:<15} {value}")
+        data_dir = args.data or Path(scratch) / "data"
+        figures = run_once(
+            accounts=args.accounts,
+            days=args.days,
+            seed=args.seed,
+            realistic=args.realistic,
+            concurrency=args.concurrency,
+            data_dir=data_dir,
+            requests_per_second=args.requests_per_second,
+            bare=args.bare,
+        )
+    if args.json:
+        print(json.dumps(figures))
+        return
+    rows = figures["rows"]
+    for name, value in figures.items():
+        print(f"{name:<28} {value}")
+    print(
+        f"{'pipeline CPU per million rows':<28} {figures['pipeline_cpu_seconds'] / max(1, rows) * 1e6:.1f} s"
+    )
 
 
 if __name__ == "__main__":

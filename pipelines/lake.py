@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import itertools
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -232,9 +233,8 @@ class Lake:
         """
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        descriptor = hold(locks / f"{name}.lock")
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
         finally:
             os.close(descriptor)
@@ -250,7 +250,40 @@ class Lake:
             if leftover.is_file() and leftover.stat().st_mtime < cutoff:
                 leftover.unlink(missing_ok=True)
                 removed += 1
+            elif leftover.is_dir() and not held(leftover / ALIVE):  # a killed run's spool
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed += 1
         return removed
+
+    def spool_dir(self) -> Path:
+        """Where a run spools its rows before the partition writes (cleared like any staging)."""
+        return self.root / STAGING
+
+
+ALIVE = ".alive"
+"""A file a live writer holds an ``flock`` on, inside its staging directory."""
+
+
+def hold(path: Path) -> int:
+    """Create ``path`` and hold an exclusive ``flock`` on it until the descriptor is closed."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
+def held(path: Path) -> bool:
+    """Whether a live process holds ``path`` (see ``hold``); a killed one's lock is gone."""
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from pipelines import lake
 from pipelines.synctera.errors import ApiError
 from pipelines.synctera.models import (
+    TRANSACTION_FIELDS,
     ApiRecord,
     ExternalAccount,
     ExternalAccountBalance,
-    ExternalAccountTransaction,
+    TransactionRow,
 )
 
 
@@ -34,35 +35,33 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+_TRANSACTION_COLUMNS = [name for name in lake.TRANSACTIONS.names if name in TRANSACTION_FIELDS]
+
+
+def _row_extra(row: Mapping[str, Any]) -> str | None:
+    """Keys the 0.153.0 schema does not know, as JSON: kept, never dropped."""
+    unknown = row.keys() - TRANSACTION_FIELDS
+    if not unknown:
+        return None
+    return json.dumps({key: row[key] for key in unknown}, sort_keys=True, default=str)
+
+
 def transactions_table(
     account_id: str,
-    transactions: Iterable[ExternalAccountTransaction],
+    transactions: Sequence[TransactionRow],
     *,
     fetched_at: dt.datetime,
     run_id: str,
 ) -> pa.Table:
-    rows = [
-        {
-            "account_id": account_id,
-            "transaction_id": t.transaction_id,
-            "date": t.date,
-            "amount": t.amount,
-            "currency": t.currency,
-            "authorized_date": t.authorized_date,
-            "is_pending": t.is_pending,
-            "merchant_name": t.merchant_name,
-            "category": t.category,
-            "payment_channel": t.payment_channel,
-            "payment_method": t.payment_method,
-            "transaction_type": t.transaction_type,
-            "check_number": t.check_number,
-            "extra": _extra(t),
-            "fetched_at": fetched_at,
-            "run_id": run_id,
-        }
-        for t in transactions
-    ]
-    return pa.Table.from_pylist(rows, schema=lake.TRANSACTIONS)
+    """Checked rows to Arrow, column by column (no object per row on the way)."""
+    rows = cast("Sequence[Mapping[str, Any]]", transactions)
+    count = len(rows)
+    columns: dict[str, list[Any]] = {name: [row.get(name) for row in rows] for name in _TRANSACTION_COLUMNS}
+    columns["account_id"] = [account_id] * count
+    columns["extra"] = [_row_extra(row) for row in rows]
+    columns["fetched_at"] = [fetched_at] * count
+    columns["run_id"] = [run_id] * count
+    return pa.Table.from_pydict(columns, schema=lake.TRANSACTIONS)
 
 
 def accounts_table(accounts: Sequence[ExternalAccount], *, observed_at: dt.datetime, run_id: str) -> pa.Table:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipelines.synctera import AsyncSyncteraClient, SyncteraError, last_call_attempts
-from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.synctera.models import TransactionRow
 from pipelines.windows import Outcome, Window, WindowPlanner
 
 log = logging.getLogger("pipelines.transactions")
@@ -53,7 +53,7 @@ class WindowRecord:
     fetched_at: dt.datetime
 
 
-RowSink = Callable[[str, WindowRecord, list[ExternalAccountTransaction]], None]
+RowSink = Callable[[str, WindowRecord, list[TransactionRow]], None]
 """Receives each kept window's rows (account id, window, rows) as soon as they are checked."""
 
 
@@ -62,11 +62,11 @@ class AccountTransactions:
     """What fetching one account over one range did: the windows, the ids kept, the flagged days.
 
     The rows themselves go to the sink window by window, so a heavy account's history never has to
-    sit in memory as parsed objects.
+    sit in memory; only its ids do, while it is being fetched.
     """
 
     account_id: str
-    transaction_ids: set[str] = field(default_factory=set)
+    rows: int = 0
     windows: list[WindowRecord] = field(default_factory=list)
     flagged_days: list[dt.date] = field(default_factory=list)
     duplicates_dropped: int = 0
@@ -76,37 +76,36 @@ class AccountTransactions:
         return sum(1 for w in self.windows if w.outcome is Outcome.CAPPED)
 
 
-def _checked_rows(
-    account_id: str, window: Window, rows: Sequence[ExternalAccountTransaction]
-) -> Counter[dt.date]:
+def _checked_rows(account_id: str, window: Window, rows: Sequence[TransactionRow]) -> Counter[dt.date]:
     """Rows per day, after checking that each row has an id and a date inside the window."""
     per_day: Counter[dt.date] = Counter()
+    start, end = window.start, window.end
     for position, row in enumerate(rows):
-        if not row.transaction_id:
+        key, day = row.get("transaction_id"), row.get("date")
+        if not key:
             raise TransactionAnomaly(account_id, window, f"row {position} has no transaction_id")
-        if row.date is None:
-            raise TransactionAnomaly(account_id, window, f"transaction {row.transaction_id} has no date")
-        if row.date not in window:
+        if day is None:
+            raise TransactionAnomaly(account_id, window, f"transaction {key} has no date")
+        if not start <= day < end:
             raise TransactionAnomaly(
-                account_id,
-                window,
-                f"transaction {row.transaction_id} is dated {row.date}, outside the window",
+                account_id, window, f"transaction {key} is dated {day}, outside the window"
             )
-        per_day[row.date] += 1
+        per_day[day] += 1
     return per_day
 
 
 def _unique(
-    result: AccountTransactions, window: Window, rows: Sequence[ExternalAccountTransaction]
-) -> list[ExternalAccountTransaction]:
+    result: AccountTransactions, seen: set[str], window: Window, rows: Sequence[TransactionRow]
+) -> list[TransactionRow]:
     """The window's rows, each id once: an identical repeat is dropped and counted; the same id with
-    other contents, or again in another window (so on another date), is an anomaly."""
-    kept: dict[str, ExternalAccountTransaction] = {}
+    other contents, or again in another window (so on another date), is an anomaly. ``seen`` holds
+    the ids of the account's earlier windows."""
+    kept: dict[str, TransactionRow] = {}
     for row in rows:
-        key = row.transaction_id
+        key = row["transaction_id"]
         assert key is not None  # checked above
         previous = kept.get(key)
-        if previous is None and key in result.transaction_ids:
+        if previous is None and key in seen:
             raise TransactionAnomaly(result.account_id, window, f"transaction {key} came back in two windows")
         if previous is None:
             kept[key] = row
@@ -116,7 +115,8 @@ def _unique(
             raise TransactionAnomaly(
                 result.account_id, window, f"transaction {key} came back twice with different contents"
             )
-    result.transaction_ids.update(kept)
+    seen.update(kept)
+    result.rows += len(kept)
     return list(kept.values())
 
 
@@ -133,9 +133,10 @@ async def fetch_account_transactions(
     window, with the windows that proved them complete."""
     planner = WindowPlanner(start, end, rate=prior_rate)
     result = AccountTransactions(account_id)
+    seen: set[str] = set()  # this account's ids so far: an id in two windows is an anomaly
     while (window := planner.next_window()) is not None:
         try:
-            answer = await client.get_external_account_transactions(
+            answer = await client.get_external_account_transaction_rows(
                 account_id, start_date=window.start, end_date=window.end
             )
         except SyncteraError as exc:
@@ -146,7 +147,8 @@ async def fetch_account_transactions(
         record = WindowRecord(account_id, window, len(rows), outcome, attempts, dt.datetime.now(dt.UTC))
         result.windows.append(record)
         if outcome is Outcome.CAPPED:
-            log.info("account %s: window %s hit the cap (%d rows), splitting", account_id, window, len(rows))
+            # DEBUG: the ledger records every split; one event per split would flood the run's log.
+            log.debug("account %s: window %s hit the cap (%d rows), splitting", account_id, window, len(rows))
             continue
         if outcome is Outcome.FLAGGED:
             log.info(
@@ -156,7 +158,7 @@ async def fetch_account_transactions(
                 len(rows),
             )
             result.flagged_days.append(window.start)
-        sink(account_id, record, _unique(result, window, rows))
+        sink(account_id, record, _unique(result, seen, window, rows))
     return result
 
 

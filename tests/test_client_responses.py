@@ -98,21 +98,39 @@ def test_null_verification_unknown_fields_and_offsets_parse() -> None:
         ({"transactions": [{"amount": 2**63}]}, "transactions.0.amount"),
         ({"transactions": [{"date": "20/11/2026"}]}, "transactions.0.date"),
         ({"transactions": [{"is_pending": "yes"}]}, "transactions.0.is_pending"),
+        ({"transactions": [{"category": "Travel"}]}, "transactions.0.category"),
+        ({"transactions": [{"transaction_id": 17}]}, "transactions.0.transaction_id"),
         ({"rows": []}, "transactions: Field required"),
     ],
 )
-def test_type_changes_fail_loudly(payload: object, reason: str) -> None:
+@pytest.mark.parametrize("as_rows", [False, True], ids=["models", "rows"])
+def test_type_changes_fail_loudly(payload: object, reason: str, as_rows: bool) -> None:
+    """The bulk path (rows as dicts) checks exactly what the typed models check."""
     import datetime as dt
 
     client = _client(lambda r: _json(payload))
+    call = (
+        client.get_external_account_transaction_rows if as_rows else client.get_external_account_transactions
+    )
     with pytest.raises(InvalidResponseError) as caught:
-        client.get_external_account_transactions(
-            "a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2)
-        )
+        call("a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2))
     assert reason in str(caught.value)
     assert "/v0/external_accounts/a/transactions?start_date=2026-01-01&end_date=2026-01-02" in str(
         caught.value
     )
+
+
+def test_rows_keep_unknown_fields_and_leave_absent_ones_out() -> None:
+    import datetime as dt
+
+    payload = {"transactions": [{"transaction_id": "t", "date": "2026-01-01", "amount": 5, "new": [1]}]}
+    client = _client(lambda r: _json(payload))
+    answer = client.get_external_account_transaction_rows(
+        "a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2)
+    )
+    assert answer.transactions == [
+        {"transaction_id": "t", "date": dt.date(2026, 1, 1), "amount": 5, "new": [1]}
+    ]
 
 
 def test_malformed_json_and_wrong_content_type_fail_loudly() -> None:

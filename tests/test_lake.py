@@ -14,19 +14,18 @@ from pipelines import lake as lake_module
 from pipelines import warehouse
 from pipelines.lake import Lake, split_by_date
 from pipelines.records import transactions_table
-from pipelines.synctera.models import ExternalAccountTransaction
+from pipelines.synctera.models import TransactionRows
 
 DAY = dt.date(2026, 3, 1)
 NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
 
 
 def _rows(day: dt.date, n: int, *, amount: int = 100) -> pa.Table:
-    transactions = [
-        ExternalAccountTransaction.model_validate_json(
-            f'{{"transaction_id": "t{i}", "date": "{day}", "amount": {amount + i}, "new_field": {i}}}'
-        )
+    body = ",".join(
+        f'{{"transaction_id": "t{i}", "date": "{day}", "amount": {amount + i}, "new_field": {i}}}'
         for i in range(n)
-    ]
+    )
+    transactions = TransactionRows.model_validate_json(f'{{"transactions": [{body}]}}').transactions
     return transactions_table("acc", transactions, fetched_at=NOW, run_id="run-1")
 
 
@@ -151,7 +150,9 @@ def test_replacing_some_accounts_keeps_the_others_rows(tmp_path: Path) -> None:
     first = _rows(DAY, 3)
     other = transactions_table(
         "other",
-        [ExternalAccountTransaction.model_validate_json(f'{{"transaction_id": "o", "date": "{DAY}"}}')],
+        TransactionRows.model_validate_json(
+            f'{{"transactions": [{{"transaction_id": "o", "date": "{DAY}"}}]}}'
+        ).transactions,
         fetched_at=NOW,
         run_id="r",
     )

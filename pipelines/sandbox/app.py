@@ -101,7 +101,10 @@ class Sandbox:
 
     def true_day_counts(self, account_id: str, start: dt.date, days: int) -> list[int]:
         """How many transactions each of ``days`` days from ``start`` truly has (the planner's yardstick)."""
-        return [len(self.true_transactions(account_id, start + dt.timedelta(days=n))) for n in range(days)]
+        return [
+            self.world.visible_count(account_id, start + dt.timedelta(days=n), today=self.today)
+            for n in range(days)
+        ]
 
     def true_balance(self, account_id: str) -> dict[str, Any]:
         return self.world.balance(account_id, now=dt.datetime.now(dt.UTC))

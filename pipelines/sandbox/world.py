@@ -79,6 +79,10 @@ def _base62(value: int, width: int) -> str:
     return "".join(chars)
 
 
+MAX_POSTING_LAG = 2
+"""Days a transaction may post after its date; older days are complete."""
+
+
 @dataclass(frozen=True)
 class AccountProfile:
     """The hidden facts behind one generated account: how busy it is and how its balance behaves."""
@@ -235,6 +239,12 @@ class World:
             self._counts.setdefault(account_id, counts)
         return self._counts[account_id]
 
+    def visible_count(self, account_id: str, day: dt.date, *, today: dt.date) -> int:
+        """``len(transactions_of_day(...))``, without building the rows when the day is settled."""
+        if (today - day).days >= MAX_POSTING_LAG:
+            return self.generated_count(account_id, day)
+        return len(self.transactions_of_day(account_id, day, today=today))
+
     def generated_count(self, account_id: str, day: dt.date) -> int:
         """Transactions dated ``day`` for the account, whether or not they are visible yet."""
         if account_id not in self.profiles or not self.first_day <= day <= self._last_day:
@@ -259,7 +269,7 @@ class World:
         pending = (today - day).days < self.config.pending_days
         rows = []
         for _ in range(count):
-            lag = 0 if rng.random() < 0.92 else rng.randint(1, 2)
+            lag = 0 if rng.random() < 0.92 else rng.randint(1, MAX_POSTING_LAG)
             row = self._transaction(rng, day, profile.currency, pending)
             if (today - day).days >= lag:
                 rows.append(row)

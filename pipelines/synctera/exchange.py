@@ -113,6 +113,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
         try:
             response = yield Send(request)
         except httpx.TransportError as exc:
+            ctx.stats.answered()
             reason = ctx.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             if not is_retryable_transport_error(exc) or attempt >= ctx.policy.max_attempts:
                 ctx.stats.count("failures", op.operation_id)
@@ -125,6 +126,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             yield Wait(delay)
             continue
         assert response is not None
+        ctx.stats.answered()
         if response.is_success:
             try:
                 result = _parse(op, target, response, ctx)

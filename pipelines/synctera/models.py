@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator, with_config
+from typing_extensions import TypedDict
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -161,6 +162,38 @@ class ExternalAccountsTransactionList(ApiRecord):
     """At most 500 transactions: a full list of 500 may be truncated (the API has no paging here)."""
 
     transactions: list[ExternalAccountTransaction]
+
+
+@with_config(ConfigDict(extra="allow", strict=True))
+class TransactionRow(TypedDict, total=False):
+    """One transaction as a plain dict, checked exactly as ``ExternalAccountTransaction`` is.
+
+    The bulk path: validating into dicts skips building an object per row (about 2.5x faster), and
+    the rows go straight on to Arrow. A key that is absent was not sent; unknown keys are kept.
+    """
+
+    amount: MinorUnits | None
+    authorized_date: dt.date | None
+    category: list[str] | None
+    check_number: str | None
+    currency: str | None
+    date: dt.date | None
+    is_pending: bool | None
+    merchant_name: str | None
+    payment_channel: str | None
+    payment_method: str | None
+    transaction_id: str | None
+    transaction_type: str | None
+
+
+TRANSACTION_FIELDS = frozenset(TransactionRow.__annotations__)
+"""The transaction fields of API 0.153.0; any other key in a row is one the API added since."""
+
+
+class TransactionRows(ApiRecord):
+    """``external_accounts_transaction_list`` with its rows as ``TransactionRow`` dicts."""
+
+    transactions: list[TransactionRow]
 
 
 class TransactionRefreshResponse(ApiRecord):

@@ -139,10 +139,9 @@ def get_external_account_balance(
     )
 
 
-def get_external_account_transactions(
-    external_account_id: str, *, start_date: dt.date, end_date: dt.date
-) -> Operation[models.ExternalAccountsTransactionList]:
-    """Transactions dated in ``[start_date, end_date)`` (UTC). At most 500 come back, with no paging."""
+def _transactions(
+    external_account_id: str, start_date: dt.date, end_date: dt.date, response: type[T]
+) -> Operation[T]:
     for name, value in (("start_date", start_date), ("end_date", end_date)):
         if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
             raise TypeError(f"{name} must be a datetime.date, got {value!r}")
@@ -152,9 +151,23 @@ def get_external_account_transactions(
         "getExternalAccountTransactions",
         "GET",
         _account_path(external_account_id, "/transactions"),
-        models.ExternalAccountsTransactionList,
+        response,
         {"start_date": start_date.isoformat(), "end_date": end_date.isoformat()},
     )
+
+
+def get_external_account_transactions(
+    external_account_id: str, *, start_date: dt.date, end_date: dt.date
+) -> Operation[models.ExternalAccountsTransactionList]:
+    """Transactions dated in ``[start_date, end_date)`` (UTC). At most 500 come back, with no paging."""
+    return _transactions(external_account_id, start_date, end_date, models.ExternalAccountsTransactionList)
+
+
+def get_external_account_transaction_rows(
+    external_account_id: str, *, start_date: dt.date, end_date: dt.date
+) -> Operation[models.TransactionRows]:
+    """The same call, its rows as checked dicts (``TransactionRow``): the bulk ingestion path."""
+    return _transactions(external_account_id, start_date, end_date, models.TransactionRows)
 
 
 def add_external_accounts(

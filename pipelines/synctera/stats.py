@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -17,6 +18,15 @@ class StatsSnapshot:
     requests: dict[str, int]
     retries: dict[str, int]
     failures: dict[str, int]
+    first_sent: float | None = None  # epoch seconds of the first request sent
+    last_answered: float | None = None  # ... and of the last answer (or transport failure) received
+
+    @property
+    def api_seconds(self) -> float:
+        """From the first request to the last answer: the span the API was being used."""
+        if self.first_sent is None or self.last_answered is None:
+            return 0.0
+        return max(0.0, self.last_answered - self.first_sent)
 
     @property
     def total_requests(self) -> int:
@@ -33,12 +43,21 @@ class CallStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
+        self._first_sent: float | None = None
+        self._last_answered: float | None = None
 
     def count(self, kind: str, operation_id: str) -> None:
         """Add one to ``kind`` (calls, requests, retries or failures) for the operation."""
         with self._lock:
             self._counts[kind][operation_id] += 1
+            if kind == "requests" and self._first_sent is None:
+                self._first_sent = time.time()
+
+    def answered(self) -> None:
+        """Note that a request came back (with any answer, or a transport failure)."""
+        self._last_answered = time.time()
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
-            return StatsSnapshot(**{kind: dict(counter) for kind, counter in self._counts.items()})
+            counts = {kind: dict(counter) for kind, counter in self._counts.items()}
+            return StatsSnapshot(**counts, first_sent=self._first_sent, last_answered=self._last_answered)

@@ -1,0 +1,184 @@
+"""The performance benchmark: workloads S (and M with ``--m``), medians of several runs, as Markdown.
+
+    python -m bench.perf                       # S = 200 accounts x 90 days, 3 runs per profile
+    python -m bench.perf --m                   # also M = 2,000 accounts x 365 days
+    python -m bench.perf --write BENCHMARKS.md # ... and record the tables
+
+Each run is a fresh process (``bench.pipeline_bench``) against a fresh sandbox process. Per workload:
+zero latency (CPU per row against the bare client's floor, peak RSS) and the realistic latency
+profile (wall time against the latency floor); the call ratio against the greedy minimum; a naive
+baseline (one call per account-day, one account at a time) over a sample of accounts; three analyst
+queries in DuckDB over the lake; and the request budget measured under ``--requests-per-second``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.naive import naive_run
+from bench.pipeline_bench import minimum_transaction_calls
+
+WORKLOADS = {"S": (200, 90), "M": (2000, 365)}
+
+QUERIES = {
+    "monthly net flow per account": """
+        SELECT account_id, date_trunc('month', date) AS month, sum(amount) AS net_minor_units
+        FROM transactions WHERE date >= current_date - 365 GROUP BY ALL ORDER BY ALL""",
+    "latest balance per account": """
+        SELECT account_id, arg_max(current, observed_at) AS current, max(observed_at) AS observed_at
+        FROM balances WHERE error IS NULL GROUP BY account_id""",
+    "top merchants in a month": """
+        SELECT merchant_name, count(*) AS transactions, sum(amount) AS minor_units
+        FROM transactions
+        WHERE date >= date_trunc('month', current_date - 40)
+          AND date < date_trunc('month', current_date - 40) + INTERVAL 1 MONTH
+        GROUP BY merchant_name ORDER BY minor_units DESC LIMIT 10""",
+}
+
+
+def _one_run(accounts: int, days: int, *extra: str, data: Path | None = None) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.pipeline_bench", "--json"]
+    command += ["--accounts", str(accounts), "--days", str(days), *extra]
+    if data is not None:
+        command += ["--data", str(data)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``median (min–max)``"""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def _query_times(data: Path) -> dict[str, float]:
+    """Warm seconds of each analyst query through the warehouse file: median of 3 after one warm-up."""
+    import duckdb
+
+    connection = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    times = {}
+    try:
+        for name, sql in QUERIES.items():
+            connection.execute(sql).fetchall()
+            runs = []
+            for _ in range(3):
+                began = time.perf_counter()
+                connection.execute(sql).fetchall()
+                runs.append(time.perf_counter() - began)
+            times[name] = statistics.median(runs)
+    finally:
+        connection.close()
+    return times
+
+
+def workload(name: str, runs: int, naive_accounts: int, log: Callable[[str], None]) -> list[str]:
+    accounts, days = WORKLOADS[name]
+    log(f"{name}: computing the minimum number of transaction calls from the sandbox's truth")
+    minimum = minimum_transaction_calls(accounts, days, seed=7)
+    zero, realistic = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        kept = Path(scratch) / "data"
+        for n in range(runs):
+            log(f"{name}: zero-latency run {n + 1}/{runs}")
+            zero.append(_one_run(accounts, days, "--bare", data=kept if n == 0 else None))
+        queries = _query_times(kept)
+    for n in range(runs):
+        log(f"{name}: realistic-latency run {n + 1}/{runs}")
+        realistic.append(_one_run(accounts, days, "--realistic"))
+    log(f"{name}: naive baseline over {naive_accounts} accounts")
+    naive = naive_run(accounts, days, sample=naive_accounts)
+    naive_calls = accounts * days
+    rows = [r["rows"] for r in zero]
+    cpu_per_m = [r["pipeline_cpu_seconds"] / r["rows"] * 1e6 for r in zero]
+    bare_per_m = [r["bare_cpu_seconds"] / r["rows"] * 1e6 for r in zero]
+    naive_wall = naive["seconds_per_call_realistic"] * naive_calls
+    lines = [
+        f"### {name}: {accounts:,} accounts × {days} days ({statistics.median(rows):,.0f} transactions)",
+        "",
+        "| figure | pipeline | target | naive baseline |",
+        "|---|---|---|---|",
+        f"| transaction calls ÷ minimum ({minimum:,}) | "
+        f"{_spread([r['transaction_calls'] / minimum for r in zero + realistic], '{:.3f}')} | ≤ 1.15 | "
+        f"{naive_calls / minimum:.1f} ({naive_calls:,} calls) |",
+        f"| windows split / incomplete days flagged | {zero[0]['windows_split']} / "
+        f"{zero[0]['incomplete_days']} | | 0 / 0: {naive['capped_days_share']:.2%} of account-days "
+        f"silently short, {naive['rows_lost_share']:.2%} of rows lost |",
+        f"| realistic: API span ÷ latency floor | "
+        f"{_spread([r['api_seconds'] / r['latency_floor_seconds'] for r in realistic])} | ≤ 1.3 | "
+        f"{naive_wall / statistics.median([r['latency_floor_seconds'] for r in realistic]):.0f} |",
+        f"| realistic: API span / latency floor (s) | "
+        f"{_spread([r['api_seconds'] for r in realistic], '{:.1f}')} / "
+        f"{statistics.median([r['latency_floor_seconds'] for r in realistic]):.1f} | | "
+        f"{naive_wall:,.0f} (computed: sequential) |",
+        f"| realistic: whole run incl. Dagster start-up and teardown (s) | "
+        f"{_spread([r['wall_seconds'] for r in realistic], '{:.1f}')} | | |",
+        f"| zero latency: wall (s) | {_spread([r['wall_seconds'] for r in zero], '{:.1f}')} | | "
+        f"{naive['seconds_per_call_zero'] * naive_calls:,.0f} (extrapolated) |",
+        f"| zero latency: pipeline CPU s per million rows | {_spread(cpu_per_m, '{:.1f}')} | | |",
+        f"| bare client (GET + json.loads) CPU s per million rows | {_spread(bare_per_m, '{:.1f}')} | | |",
+        f"| pipeline CPU ÷ bare floor | "
+        f"{_spread([p / b for p, b in zip(cpu_per_m, bare_per_m, strict=True)])} | ≤ 1.5 | |",
+        f"| sandbox CPU (s, its own process) | "
+        f"{_spread([r['sandbox_cpu_seconds'] for r in zero], '{:.1f}')} | | |",
+        f"| peak RSS (MiB) | {_spread([r['peak_rss_mib'] for r in zero], '{:.0f}')} | ≤ 400 (M) | |",
+    ]
+    for query, seconds in queries.items():
+        lines.append(f"| DuckDB warm: {query} (s) | {seconds:.3f} | ≤ 1 (M) | |")
+    return [*lines, ""]
+
+
+def budget(log: Callable[[str], None], rate: float = 150.0) -> list[str]:
+    log(f"request budget: {rate:g} requests/s over workload S at zero latency")
+    run = _one_run(*WORKLOADS["S"], "--requests-per-second", str(rate))
+    achieved = run["requests"] / run["api_seconds"]
+    return [
+        "### Request budget",
+        "",
+        f"`requests_per_second={rate:g}`, 32 requests in flight: {run['requests']:,} requests in "
+        f"{run['api_seconds']:.1f} s of API time = **{achieved:.1f} requests/s** "
+        f"({achieved / rate - 1:+.1%} against the budget; target within 5 %).",
+        "",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--m", action="store_true", help="also run workload M (slow: tens of minutes)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--naive-accounts", type=int, default=10, help="accounts the naive baseline samples")
+    parser.add_argument("--write", type=Path, default=None, help="write the tables to this Markdown file")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+    lines = [
+        "## Results",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{dt.date.today()}. Medians of {args.runs} runs (min–max). Command: `python -m bench.perf"
+        f"{' --m' if args.m else ''} --runs {args.runs}`.",
+        "",
+    ]
+    for name in ["S", "M"] if args.m else ["S"]:
+        lines += workload(name, args.runs, args.naive_accounts, log)
+    lines += budget(log)
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        args.write.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The run's spool: rows spilled by blocks of days come back exactly, and a dead spool is cleared."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.spool import MAX_BLOCKS, DateSpool
+
+NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
+START = dt.date(2025, 1, 1)
+
+
+def _table(days: list[dt.date], prefix: str) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"account_id": "a", "transaction_id": f"{prefix}{i}", "date": d, "fetched_at": NOW, "run_id": "r"}
+            for i, d in enumerate(days)
+        ],
+        schema=TRANSACTIONS,
+    )
+
+
+@pytest.mark.parametrize("total_days", [1, 90, 365, 1500])
+def test_every_row_comes_back_once_in_the_block_of_its_date(tmp_path: Path, total_days: int) -> None:
+    end = START + dt.timedelta(days=total_days)
+    rng = random.Random(total_days)
+    sent: list[tuple[str, dt.date]] = []
+    with DateSpool(tmp_path, TRANSACTIONS, START, end, buffer_rows=300) as spool:
+        for batch in range(40):
+            days = [START + dt.timedelta(days=rng.randrange(total_days)) for _ in range(rng.randrange(0, 60))]
+            table = _table(days, f"b{batch}-")
+            spool.add(table)
+            sent += list(zip(table.column("transaction_id").to_pylist(), days, strict=True))
+        covered: list[dt.date] = []
+        back: list[tuple[str, dt.date]] = []
+        for block_days, rows in spool.blocks():
+            assert rows.schema.equals(TRANSACTIONS)
+            assert all(d in block_days for d in rows.column("date").to_pylist())
+            covered += block_days
+            back += list(
+                zip(rows.column("transaction_id").to_pylist(), rows.column("date").to_pylist(), strict=True)
+            )
+        assert spool.rows == len(sent)
+    assert covered == days_between(START, end)  # every day once, in order, rows or not
+    assert len(covered) // spool.block_days <= MAX_BLOCKS
+    assert sorted(back) == sorted(sent)
+    assert not list(tmp_path.iterdir())  # the spool removes itself
+
+
+def test_rows_outside_the_range_or_of_another_schema_are_refused(tmp_path: Path) -> None:
+    with DateSpool(tmp_path, TRANSACTIONS, START, START + dt.timedelta(days=7)) as spool:
+        with pytest.raises(ValueError, match="outside"):
+            spool.add(_table([START + dt.timedelta(days=7)], "x"))
+        with pytest.raises(TypeError, match="schema"):
+            spool.add(_table([START], "x").drop_columns(["extra"]))
+
+
+def test_a_dead_spool_is_cleared_and_a_live_one_is_not(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    live = DateSpool(lake.spool_dir(), TRANSACTIONS, START, START + dt.timedelta(days=3))
+    dead = lake.spool_dir() / "spool-killed"
+    dead.mkdir()
+    (dead / ".alive").touch()  # its process died, so nobody holds the lock
+    (dead / "block-00000.parquet").write_bytes(b"partial")
+    assert lake.clear_staging() == 1
+    assert live.directory.is_dir() and not dead.exists()
+    live.discard()
+    assert not live.directory.exists()
