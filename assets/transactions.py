@@ -69,7 +69,7 @@ def build_transactions(
     def transactions(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        began = time.monotonic()
+        began, cpu = time.monotonic(), time.process_time()
         store = lake.lake
         store.clear_staging()
         start, end = run_dates(context)
@@ -144,6 +144,7 @@ def build_transactions(
                 "duplicates_dropped": sum(r.duplicates_dropped for r in results),
                 "range": f"{start}..{days[-1]}",
                 "duration_seconds": round(time.monotonic() - began, 3),
+                "cpu_seconds": round(time.process_time() - cpu, 3),
                 "preview": markdown_preview(
                     preview[0] if preview else TRANSACTIONS.empty_table(),
                     ["account_id", "transaction_id", "date", "amount", "merchant_name"],

@@ -134,6 +134,7 @@ def run_once(
         calls=calls,
         requests=sum(m["api_requests"] for m in (listing, tx, balances)),
         api_seconds=sum(spans),
+        assets_cpu_seconds=sum(m["cpu_seconds"] for m in (listing, tx, balances)),
         latency_floor_seconds=floor,
         realistic=realistic,
     )

@@ -2,14 +2,15 @@
 
 A backfill of thousands of accounts over a year is millions of rows; the partitions can only be
 written once every account has been fetched (a partition holds all accounts of its day). Rows are
-therefore appended, window by window, to one Parquet file per block of days under the lake's
-staging directory, and read back one block at a time for the partition writes. The buffer in
+therefore buffered window by window and flushed, sorted by date, to Parquet files under the lake's
+staging directory, then read back one block of days at a time for the partition writes. The buffer in
 memory is bounded by ``buffer_rows``; a block read back is a few days of rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import os
 import shutil
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipelines.lake import ALIVE, hold
@@ -29,7 +31,12 @@ MAX_BLOCKS = 128
 
 
 class DateSpool:
-    """Rows with a ``date`` in ``[start, end)``, spooled to ``directory`` in blocks of days."""
+    """Rows with a ``date`` in ``[start, end)``, spooled to ``directory`` in blocks of days.
+
+    Each flush of the buffer is one Parquet file, sorted by date, with one row group per block of
+    days; reading a block back prunes every file to that block's row groups by their statistics.
+    No writer stays open between flushes, so nothing accumulates in memory as the run goes on.
+    """
 
     def __init__(
         self,
@@ -50,9 +57,10 @@ class DateSpool:
         self.directory = directory / f"spool-{uuid.uuid4().hex}"
         self.directory.mkdir(parents=True)
         self._alive = hold(self.directory / ALIVE)  # tells clear_staging this spool is in use
-        self._buffers: dict[int, list[pa.Table]] = {}
+        self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._writers: dict[int, pq.ParquetWriter] = {}
+        self._files: list[Path] = []
+        self._epoch_offset = (start - dt.date(1970, 1, 1)).days
 
     def __enter__(self) -> DateSpool:
         return self
@@ -62,59 +70,53 @@ class DateSpool:
     ) -> None:
         self.discard()
 
+    def _offsets(self, table: pa.Table) -> np.ndarray:
+        """Each row's day, counted from ``start``."""
+        ordinals: np.ndarray = table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        return ordinals - self._epoch_offset
+
     def add(self, table: pa.Table) -> None:
         """Keep ``table``'s rows (each dated inside the spool's range) until ``blocks()`` reads them."""
         if table.num_rows == 0:
             return
         if not table.schema.equals(self.schema):
             raise TypeError(f"spool: schema mismatch\n{table.schema}\n!=\n{self.schema}")
-        ordinals = table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
-        offsets = ordinals - (self.start - dt.date(1970, 1, 1)).days
+        offsets = self._offsets(table)
         if offsets.min() < 0 or offsets.max() >= (self.end - self.start).days:
             raise ValueError(f"spool: rows dated outside {self.start}..{self.end}")
-        blocks = offsets // self.block_days
-        present = np.unique(blocks).tolist()
-        for block in present:
-            part = table if len(present) == 1 else table.filter(pa.array(blocks == block))
-            self._buffers.setdefault(block, []).append(part)
+        self._buffer.append(table)
         self._buffered += table.num_rows
         self.rows += table.num_rows
         if self._buffered >= self.buffer_rows:
             self._flush()
 
     def _flush(self) -> None:
-        for block, parts in self._buffers.items():
-            writer = self._writers.get(block)
-            if writer is None:
-                path = self.directory / f"block-{block:05d}.parquet"
-                writer = self._writers[block] = pq.ParquetWriter(path, self.schema, compression="lz4")
-            writer.write_table(pa.concat_tables(parts))
-        self._buffers.clear()
+        if not self._buffer:
+            return
+        ordered = pa.concat_tables(self._buffer).sort_by([("date", "ascending")])
+        self._buffer.clear()
         self._buffered = 0
+        blocks = self._offsets(ordered) // self.block_days
+        bounds = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(blocks)]
+        path = self.directory / f"flush-{len(self._files):05d}.parquet"
+        with pq.ParquetWriter(path, self.schema, compression="lz4") as writer:
+            for begin, stop in itertools.pairwise(bounds):
+                writer.write_table(ordered.slice(begin, stop - begin), row_group_size=stop - begin)
+        self._files.append(path)
 
     def blocks(self) -> Iterator[tuple[list[dt.date], pa.Table]]:
         """Every block's days (all of them, with rows or not) and its rows, oldest first."""
         self._flush()
-        for writer in self._writers.values():
-            writer.close()
-        paths = {block: writer.where for block, writer in self._writers.items()}
-        self._writers.clear()
+        dataset = ds.dataset([str(p) for p in self._files], schema=self.schema, format="parquet")
         for block in range(self.blocks_count):
             first = self.start + dt.timedelta(days=block * self.block_days)
-            days = [
-                first + dt.timedelta(days=n)
-                for n in range(self.block_days)
-                if first + dt.timedelta(days=n) < self.end
-            ]
-            path = paths.get(block)
-            rows = pq.read_table(path, schema=self.schema) if path else self.schema.empty_table()
-            yield days, rows
+            last = min(first + dt.timedelta(days=self.block_days), self.end)
+            days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
+            in_block = (ds.field("date") >= pa.scalar(first)) & (ds.field("date") < pa.scalar(last))
+            yield days, dataset.to_table(filter=in_block) if self._files else self.schema.empty_table()
 
     def discard(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-        self._buffers.clear()
+        self._buffer.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
         if self._alive >= 0:
             os.close(self._alive)
