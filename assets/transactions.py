@@ -5,7 +5,9 @@ each date partition of the range atomically. Days that returned the cap on their
 flagged, and the ``no_incomplete_days`` check fails naming each account and day.
 """
 
+import tempfile
 import time
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -22,7 +24,7 @@ from assets.common import (
 )
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import ledger, records
-from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.lake import TRANSACTIONS, days_between
 from pipelines.spool import DateSpool
 from pipelines.synctera import StatsSnapshot
 from pipelines.synctera.models import TransactionRow
@@ -33,19 +35,27 @@ UNIQUE_CHECK = "unique_transaction_keys"
 COMPLETE_CHECK = "no_incomplete_days"
 
 
-def _duplicate_keys(lake: Lake, paths: list[str]) -> int:
-    if not paths:
-        return 0
-    connection = duckdb.connect()
+def _duplicate_keys(blocks: list[list[Path]]) -> int:
+    """Keys written more than once, counted block by block of partitions so that memory stays flat
+    however many rows the run wrote. (An id in two blocks of one run cannot be written: fetching
+    fails on an id seen in two windows of an account.)"""
+    spill = tempfile.TemporaryDirectory(prefix="synctera-dup-check-")
+    connection = duckdb.connect(config={"memory_limit": "96MB", "threads": 1, "temp_directory": spill.name})
+    duplicates = 0
     try:
-        row = connection.execute(
-            "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
-            "GROUP BY ALL HAVING count(*) > 1)",
-            [paths],
-        ).fetchone()
+        for paths in blocks:
+            if not paths:
+                continue
+            row = connection.execute(
+                "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
+                "GROUP BY ALL HAVING count(*) > 1)",
+                [[str(p) for p in paths]],
+            ).fetchone()
+            duplicates += int(row[0]) if row else 0
     finally:
         connection.close()
-    return int(row[0]) if row else 0
+        spill.cleanup()
+    return duplicates
 
 
 def build_transactions(
@@ -110,10 +120,12 @@ def build_transactions(
             days = days_between(start, end)
             windows = [w for r in results for w in r.windows]
             context.log.info(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")
-            written = []
+            written: list[list[Path]] = []
             with store.lock("transactions"):  # a concurrent run writing these days waits for this one
                 for block_days, rows in spool.blocks():
-                    written += store.replace_accounts("transactions", block_days, rows, accounts=account_ids)
+                    written.append(
+                        store.replace_accounts("transactions", block_days, rows, accounts=account_ids)
+                    )
                 store.replace_accounts(
                     "transaction_windows",
                     days,
@@ -126,7 +138,7 @@ def build_transactions(
         flagged = sorted((day.isoformat(), r.account_id) for r in results for day in r.flagged_days)
         for day, account_id in flagged:
             context.log.warning(f"incomplete: account {account_id} on {day} returned the 500-row cap")
-        duplicates = _duplicate_keys(store, [str(p) for p in written])
+        duplicates = _duplicate_keys(written)
         calls = len(windows)
         split = sum(r.windows_split for r in results)
         context.log.info(

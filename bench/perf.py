@@ -185,7 +185,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        args.write.write_text(text + "\n")
+        _record(args.write, text)
+
+
+BEGIN, END = "<!-- bench.perf results: begin -->", "<!-- bench.perf results: end -->"
+
+
+def _record(path: Path, text: str) -> None:
+    """Put the tables between the markers of ``path``, keeping the hand-written text around them."""
+    block = f"{BEGIN}\n{text}\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    else:
+        new = old + ("\n" if old else "") + block + "\n"
+    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 A backfill of thousands of accounts over a year is millions of rows; the partitions can only be
 written once every account has been fetched (a partition holds all accounts of its day). Rows are
-therefore buffered window by window and flushed, sorted by date, to Parquet files under the lake's
-staging directory, then read back one block of days at a time for the partition writes. The buffer in
+therefore buffered window by window and flushed, by blocks of days, to Arrow IPC files under the
+lake's staging directory, then read back one block at a time for the partition writes. The buffer in
 memory is bounded by ``buffer_rows``; a block read back is a few days of rows.
 """
 
@@ -21,10 +21,10 @@ from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from pipelines.lake import ALIVE, hold
+
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 MAX_BLOCKS = 128
 """Open spool files at most (one per block): a long backfill gets longer blocks, not more files."""
@@ -33,9 +33,9 @@ MAX_BLOCKS = 128
 class DateSpool:
     """Rows with a ``date`` in ``[start, end)``, spooled to ``directory`` in blocks of days.
 
-    Each flush of the buffer is one Parquet file, sorted by date, with one row group per block of
-    days; reading a block back prunes every file to that block's row groups by their statistics.
-    No writer stays open between flushes, so nothing accumulates in memory as the run goes on.
+    Each flush of the buffer sorts it by date and appends one Arrow IPC stream (lz4) to the file of
+    each block it touches; reading a block back reads its one file. No writer stays open between
+    flushes, so nothing accumulates in memory as the run goes on.
     """
 
     def __init__(
@@ -59,7 +59,6 @@ class DateSpool:
         self._alive = hold(self.directory / ALIVE)  # tells clear_staging this spool is in use
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._files: list[Path] = []
         self._epoch_offset = (start - dt.date(1970, 1, 1)).days
 
     def __enter__(self) -> DateSpool:
@@ -98,22 +97,35 @@ class DateSpool:
         self._buffered = 0
         blocks = self._offsets(ordered) // self.block_days
         bounds = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(blocks)]
-        path = self.directory / f"flush-{len(self._files):05d}.parquet"
-        with pq.ParquetWriter(path, self.schema, compression="lz4") as writer:
-            for begin, stop in itertools.pairwise(bounds):
-                writer.write_table(ordered.slice(begin, stop - begin), row_group_size=stop - begin)
-        self._files.append(path)
+        for begin, stop in itertools.pairwise(bounds):
+            # One Arrow IPC stream per flush, appended to the block's file; nothing stays open.
+            with (
+                pa.OSFile(str(self._block_file(int(blocks[begin]))), "ab") as sink,
+                pa.ipc.new_stream(sink, self.schema, options=IPC_OPTIONS) as writer,
+            ):
+                writer.write_table(ordered.slice(begin, stop - begin))
+
+    def _block_file(self, block: int) -> Path:
+        return self.directory / f"block-{block:05d}.arrows"
 
     def blocks(self) -> Iterator[tuple[list[dt.date], pa.Table]]:
         """Every block's days (all of them, with rows or not) and its rows, oldest first."""
         self._flush()
-        dataset = ds.dataset([str(p) for p in self._files], schema=self.schema, format="parquet")
         for block in range(self.blocks_count):
             first = self.start + dt.timedelta(days=block * self.block_days)
             last = min(first + dt.timedelta(days=self.block_days), self.end)
             days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
-            in_block = (ds.field("date") >= pa.scalar(first)) & (ds.field("date") < pa.scalar(last))
-            yield days, dataset.to_table(filter=in_block) if self._files else self.schema.empty_table()
+            yield days, self._read(self._block_file(block))
+
+    def _read(self, path: Path) -> pa.Table:
+        """The block's streams, one after the other (each flush appended one)."""
+        if not path.exists():
+            return self.schema.empty_table()
+        parts = []
+        with pa.memory_map(str(path)) as source:
+            while source.tell() < source.size():
+                parts.append(pa.ipc.open_stream(source).read_all())
+        return pa.concat_tables(parts) if parts else self.schema.empty_table()
 
     def discard(self) -> None:
         self._buffer.clear()

@@ -179,3 +179,14 @@ def test_rows_split_by_date_land_each_in_its_own_day_whatever_the_chunking() -> 
         assert [day for day, _ in groups] == sorted(set(dates))
         assert all(set(rows.column("date").to_pylist()) == {day} for day, rows in groups)
         assert sorted(n for _, rows in groups for n in rows.column("n").to_pylist()) == list(range(count))
+
+
+def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path: Path) -> None:
+    from assets.transactions import _duplicate_keys
+
+    store = Lake(tmp_path)
+    first = store.replace_partition("transactions", DAY, _rows(DAY, 3))
+    next_day = DAY + dt.timedelta(days=1)
+    second = store.replace_partition("transactions", next_day, _rows(next_day, 2))  # t0, t1 again
+    assert _duplicate_keys([[first], [second]]) == 0  # each block alone is clean
+    assert _duplicate_keys([[first, second]]) == 2
