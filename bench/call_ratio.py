@@ -64,6 +64,8 @@ def measure(
         root = Path(scratch)
         ranges = [("backfill", today - days * ONE_DAY, today - ONE_DAY)]
         ranges += [(f"daily {n + 1}", today - 4 * ONE_DAY, today - ONE_DAY) for n in range(daily_runs)]
+        # Yesterday alone: one call per account, whatever its density (a capped day is flagged).
+        ranges += [("yesterday", today - ONE_DAY, today - ONE_DAY)]
         for label, start, end in ranges:
             backfill(sandbox, server.base_url, server.api_key, start, end, root)
             connection = warehouse.connect(root / "data")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +16,7 @@ from pipelines.synctera import AsyncSyncteraClient
 from pipelines.synctera.models import TransactionRow
 from pipelines.transactions import (
     AccountTransactions,
+    SeenIds,
     TransactionAnomaly,
     WindowFetchError,
     fetch_account_transactions,
@@ -114,3 +116,14 @@ def test_the_same_id_in_two_windows_is_an_anomaly() -> None:
 
     with pytest.raises(TransactionAnomaly, match="came back in two windows"):
         _fetch(rows_for)
+
+
+def test_seen_ids_find_every_repeat_and_nothing_else() -> None:
+    rng = random.Random(5)
+    seen, earlier = SeenIds(), []
+    for window in range(60):
+        ids = [f"{window}-{n}-{rng.random()}" for n in range(rng.randrange(1, 400))]
+        assert seen.add_new(ids) is None  # new ids are never taken for repeats
+        earlier += ids
+    for repeat in rng.sample(earlier, 100):
+        assert seen.add_new([f"new-{repeat}", repeat, f"other-{repeat}"]) == repeat
