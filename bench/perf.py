@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.naive import naive_run
 from bench.pipeline_bench import minimum_transaction_calls
+from pipelines import warehouse
 
 WORKLOADS = {"S": (200, 90), "M": (2000, 365)}
 
@@ -64,9 +65,7 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 def _query_times(data: Path) -> dict[str, float]:
     """Warm seconds of each analyst query through the warehouse file: median of 3 after one warm-up."""
-    import duckdb
-
-    connection = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    connection = warehouse.connect(data)  # as an analyst opens it (paths resolved beside the lake)
     times = {}
     try:
         for name, sql in QUERIES.items():
