@@ -250,7 +250,9 @@ class Lake:
             if leftover.is_file() and leftover.stat().st_mtime < cutoff:
                 leftover.unlink(missing_ok=True)
                 removed += 1
-            elif leftover.is_dir() and not held(leftover / ALIVE):  # a killed run's spool
+            # A killed run's spool: its lock is free. The age rule also spares a spool being created
+            # (its directory exists a moment before its lock is taken).
+            elif leftover.is_dir() and leftover.stat().st_mtime < cutoff and not held(leftover / ALIVE):
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed += 1
         return removed

@@ -204,6 +204,8 @@ class WindowPlanner:
             if best_value and expected[-1] > FINISH_WINDOWS * FILL_LIMIT:
                 return best  # the end is far: the next window only has to be a good one
             p_cap = self._cap_chance(expected[-1], relative)
+            if days == 1 and p_cap > 0.5:
+                return 1  # even one day is expected to reach the cap
             value = (days - p_cap) / (1 + p_cap)
             if value > best_value and p_cap <= 0.5:
                 best, best_value = days, value
@@ -236,6 +238,8 @@ class WindowPlanner:
                 best_k, best_cost = k, cost
             if p_cap < 1e-3:
                 break  # more windows only cost more
+        if math.isinf(best_cost):
+            return 1  # no cut is expected to stay under the cap: go a day at a time
         share = total / best_k
         # The day on which the first window's expected rows come closest to its share (the longest
         # such window when days are expected to be empty).

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,8 +69,12 @@ def test_a_dead_spool_is_cleared_and_a_live_one_is_not(tmp_path: Path) -> None:
     dead = lake.spool_dir() / "spool-killed"
     dead.mkdir()
     (dead / ".alive").touch()  # its process died, so nobody holds the lock
-    (dead / "block-00000.parquet").write_bytes(b"partial")
+    (dead / "block-00000.arrows").write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead, (two_hours_ago, two_hours_ago))
+    starting = lake.spool_dir() / "spool-starting"  # created a moment before its lock is taken
+    starting.mkdir()
     assert lake.clear_staging() == 1
-    assert live.directory.is_dir() and not dead.exists()
+    assert live.directory.is_dir() and starting.is_dir() and not dead.exists()
     live.discard()
     assert not live.directory.exists()

@@ -147,3 +147,10 @@ def test_a_capped_busy_window_is_not_taken_for_a_run_of_spikes() -> None:
     one_day = [w for w, _ in history if w.days == 1]
     assert len(one_day) <= 1
     assert len(history) <= minimum_calls(counts) + 3
+
+
+def test_a_prior_far_above_the_cap_goes_a_day_at_a_time() -> None:
+    # Every day alone reaches the cap: one call per day (each flagged), never a shrinking whole range.
+    history, covered = _drive([3500] * 30, rate=3500.0)
+    assert len(covered) == 30
+    assert len(history) == 30 and all(o is Outcome.FLAGGED for _, o in history)
