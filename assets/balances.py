@@ -8,13 +8,13 @@ is no way to ask Synctera for a past balance) and says so. One account's failure
 
 import asyncio
 import datetime as dt
-import time
 
 import dagster as dg
 
 from assets.common import (
     GROUP,
     SINGLE_RUN,
+    Stopwatch,
     api_metadata,
     is_current,
     latest_accounts,
@@ -57,7 +57,7 @@ def build_balances(
     def balances(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        began, cpu = time.monotonic(), time.process_time()
+        clock = Stopwatch()
         run_dates(context)  # refuse a range outside the definition before any call
         if not is_current(context):
             message = (
@@ -102,8 +102,7 @@ def build_balances(
                 "errors": len(failed),
                 "error_rate": round(rate, 4),
                 "observed_dates": ", ".join(d.isoformat() for d in days),
-                "duration_seconds": round(time.monotonic() - began, 3),
-                "cpu_seconds": round(time.process_time() - cpu, 3),
+                **clock.metadata(),
                 "preview": markdown_preview(
                     table, ["account_id", "current", "available", "currency", "error_code"]
                 ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -71,6 +72,19 @@ def api_metadata(stats: StatsSnapshot) -> dict[str, Any]:
         "api_failures": sum(stats.failures.values()),
         "api_seconds": round(stats.api_seconds, 3),
     }
+
+
+class Stopwatch:
+    """Wall and CPU seconds since it was made, as materialization metadata."""
+
+    def __init__(self) -> None:
+        self._began, self._cpu = time.monotonic(), time.process_time()
+
+    def metadata(self) -> dict[str, float]:
+        return {
+            "duration_seconds": round(time.monotonic() - self._began, 3),
+            "cpu_seconds": round(time.process_time() - self._cpu, 3),
+        }
 
 
 def markdown_preview(table: pa.Table, columns: Sequence[str], *, rows: int = 5) -> dg.MetadataValue:

@@ -1,11 +1,10 @@
 """``external_accounts``: a snapshot of every linked account, paged to the last page."""
 
 import datetime as dt
-import time
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, api_metadata, markdown_preview, run_async, run_dates
+from assets.common import GROUP, SINGLE_RUN, Stopwatch, api_metadata, markdown_preview, run_async, run_dates
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import records
 from pipelines.synctera import StatsSnapshot
@@ -29,7 +28,7 @@ def build_external_accounts(partitions_def: dg.PartitionsDefinition) -> dg.Asset
     def external_accounts(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        began, cpu = time.monotonic(), time.process_time()
+        clock = Stopwatch()
         run_dates(context)  # refuse a range outside the definition before any call
 
         async def listing() -> tuple[list[ExternalAccount], int, int, StatsSnapshot]:
@@ -60,8 +59,7 @@ def build_external_accounts(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "repeated_accounts": repeats,
                 "observed_at": observed_at.isoformat(),
                 "path": str(target),
-                "duration_seconds": round(time.monotonic() - began, 3),
-                "cpu_seconds": round(time.process_time() - cpu, 3),
+                **clock.metadata(),
                 "preview": markdown_preview(table, ["account_id", "status", "type", "currency"]),
                 **api_metadata(stats),
             },

@@ -6,7 +6,6 @@ flagged, and the ``no_incomplete_days`` check fails naming each account and day.
 """
 
 import tempfile
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ import pyarrow as pa
 from assets.common import (
     GROUP,
     SINGLE_RUN,
+    Stopwatch,
     api_metadata,
     latest_accounts,
     markdown_preview,
@@ -79,7 +79,7 @@ def build_transactions(
     def transactions(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        began, cpu = time.monotonic(), time.process_time()
+        clock = Stopwatch()
         store = lake.lake
         store.clear_staging()
         start, end = run_dates(context)
@@ -92,7 +92,7 @@ def build_transactions(
 
         # Rows go to disk window by window (memory stays flat however long the range or many the
         # accounts); the partitions are written once every account is fetched.
-        with DateSpool(store.spool_dir(), TRANSACTIONS, start, end) as spool:
+        with DateSpool(store.staging_dir, TRANSACTIONS, start, end) as spool:
             preview: list[pa.Table] = []
 
             def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
@@ -155,8 +155,7 @@ def build_transactions(
                 "incomplete_days": len(flagged),
                 "duplicates_dropped": sum(r.duplicates_dropped for r in results),
                 "range": f"{start}..{days[-1]}",
-                "duration_seconds": round(time.monotonic() - began, 3),
-                "cpu_seconds": round(time.process_time() - cpu, 3),
+                **clock.metadata(),
                 "preview": markdown_preview(
                     preview[0] if preview else TRANSACTIONS.empty_table(),
                     ["account_id", "transaction_id", "date", "amount", "merchant_name"],

@@ -73,7 +73,6 @@ def main() -> None:
                 "cpu_seconds": time.process_time() - cpu,
                 "cpu_total_seconds": usage.ru_utime + usage.ru_stime,
                 "wall_seconds": time.perf_counter() - began,
-                "peak_rss_mib": usage.ru_maxrss / 1024,
                 **counts,
             }
         )

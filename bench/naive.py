@@ -12,19 +12,18 @@ import datetime as dt
 import time
 from typing import Any
 
+from bench.pipeline_bench import LATENCY, sandbox_args
 from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.synctera import TRANSACTIONS_CAP, SyncteraClient
 
 ONE_DAY = dt.timedelta(days=1)
-TRANSACTIONS_LATENCY = 0.08
 
 
 def naive_run(accounts: int, days: int, *, sample: int, seed: int = 7) -> dict[str, Any]:
     key = "bench-key"
-    args = ["--accounts", str(accounts), "--seed", str(seed), "--history-days", str(days + 30)]
     with (
-        sandbox_process(args, api_key=key) as base_url,
+        sandbox_process(sandbox_args(accounts, days, seed, realistic=False), api_key=key) as base_url,
         SyncteraClient(base_url=base_url, api_key=key) as client,
     ):
         ids = [a.id for a in client.iter_external_accounts()][:sample]
@@ -47,7 +46,7 @@ def naive_run(accounts: int, days: int, *, sample: int, seed: int = 7) -> dict[s
                 lost += count - TRANSACTIONS_CAP
     return {
         "seconds_per_call_zero": per_call,
-        "seconds_per_call_realistic": per_call + TRANSACTIONS_LATENCY,
+        "seconds_per_call_realistic": per_call + LATENCY["transactions"],
         "capped_days_share": capped / (accounts * days),
         "rows_lost_share": lost / max(1, total),
     }

@@ -41,7 +41,7 @@ LATENCY = {"list": 0.06, "transactions": 0.08, "balance": 0.4}
 """The realistic profile: seconds per call of each endpoint."""
 
 
-def _sandbox_args(accounts: int, days: int, seed: int, realistic: bool) -> list[str]:
+def sandbox_args(accounts: int, days: int, seed: int, realistic: bool) -> list[str]:
     args = ["--accounts", str(accounts), "--seed", str(seed), "--history-days", str(days + 30)]
     if realistic:
         for endpoint, seconds in LATENCY.items():
@@ -79,34 +79,35 @@ def run_once(
     key = "bench-key"
     figures: dict[str, Any] = {}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with tempfile.TemporaryDirectory() as home:
-        sandbox_args = _sandbox_args(accounts, days, seed, realistic)
-        with sandbox_process(sandbox_args, api_key=key) as base_url:
-            began, cpu = time.perf_counter(), time.process_time()
-            with dg.DagsterInstance.local_temp(tempdir=home) as instance:
-                result = dg.materialize(
-                    assets,
-                    instance=instance,
-                    resources={
-                        "synctera": SyncteraApi(
-                            base_url=base_url,
-                            api_key=key,
-                            max_concurrency=concurrency,
-                            requests_per_second=requests_per_second,
-                        ),
-                        "lake": LakeResource(data_dir=str(data_dir)),
-                        "ingest": IngestResource(account_concurrency=concurrency),
-                    },
-                    tags={
-                        "dagster/asset_partition_range_start": start.isoformat(),
-                        "dagster/asset_partition_range_end": end.isoformat(),
-                    },
-                )
-            figures["wall_seconds"] = time.perf_counter() - began
-            figures["pipeline_cpu_seconds"] = time.process_time() - cpu
-            figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            if bare:
-                figures.update(_bare(base_url, key, data_dir, concurrency))
+    with (
+        tempfile.TemporaryDirectory() as home,
+        sandbox_process(sandbox_args(accounts, days, seed, realistic), api_key=key) as base_url,
+    ):
+        began, cpu = time.perf_counter(), time.process_time()
+        with dg.DagsterInstance.local_temp(tempdir=home) as instance:
+            result = dg.materialize(
+                assets,
+                instance=instance,
+                resources={
+                    "synctera": SyncteraApi(
+                        base_url=base_url,
+                        api_key=key,
+                        max_concurrency=concurrency,
+                        requests_per_second=requests_per_second,
+                    ),
+                    "lake": LakeResource(data_dir=str(data_dir)),
+                    "ingest": IngestResource(account_concurrency=concurrency),
+                },
+                tags={
+                    "dagster/asset_partition_range_start": start.isoformat(),
+                    "dagster/asset_partition_range_end": end.isoformat(),
+                },
+            )
+        figures["wall_seconds"] = time.perf_counter() - began
+        figures["pipeline_cpu_seconds"] = time.process_time() - cpu
+        figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if bare:
+            figures.update(_bare(base_url, key, data_dir, concurrency))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures["sandbox_cpu_seconds"] = (
         (children.ru_utime + children.ru_stime)

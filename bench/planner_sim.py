@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     print(f"{'seed':>4} {'calls':>6} {'minimum':>8} {'ratio':>6}")
+    by_class = {name: [0, 0] for name in ("idle", "light", "medium", "heavy")}
     for seed in args.seeds:
         sandbox = Sandbox(
             SandboxConfig(
@@ -59,10 +60,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         calls = minimum = 0
         for account in sandbox.accounts():
             counts = sandbox.true_day_counts(account["id"], start, args.days)
-            rate = statistics.fmean(counts) if args.oracle else None
-            calls += planned_calls(counts, start, rate=rate, rng=np.random.default_rng(seed))
-            minimum += minimum_calls(counts)
+            mean = statistics.fmean(counts)
+            planned = planned_calls(
+                counts, start, rate=mean if args.oracle else None, rng=np.random.default_rng(seed)
+            )
+            fewest = minimum_calls(counts)
+            calls, minimum = calls + planned, minimum + fewest
+            by_class[_density_class(mean)][0] += planned
+            by_class[_density_class(mean)][1] += fewest
         print(f"{seed:>4} {calls:>6} {minimum:>8} {calls / minimum:>6.3f}")
+    print(
+        "by density class, all seeds: "
+        + ", ".join(f"{name} {c / m:.3f} ({c}/{m})" for name, (c, m) in by_class.items() if m)
+    )
+
+
+def _density_class(mean: float) -> str:
+    """The sandbox's default mix: idle, light (< 6 a day), medium (< 50), heavy."""
+    return "idle" if mean == 0 else "light" if mean < 6 else "medium" if mean < 50 else "heavy"
 
 
 if __name__ == "__main__":

@@ -158,6 +158,11 @@ class Lake:
             raise KeyError(f"unknown table {table!r}")
         return self.root / table
 
+    @property
+    def staging_dir(self) -> Path:
+        """Work in progress (partitions being written, spools); no view reads it."""
+        return self.root / STAGING
+
     def partition_file(self, table: str, day: dt.date) -> Path:
         return self.table_dir(table) / f"date={day.isoformat()}" / PART
 
@@ -188,7 +193,7 @@ class Lake:
         dates = data.column("date")
         if data.num_rows and (dates.null_count or {d.as_py() for d in dates.unique()} != {day}):
             raise ValueError(f"{table} partition {day} holds rows of other dates")
-        staging = self.root / STAGING
+        staging = self.staging_dir
         staging.mkdir(parents=True, exist_ok=True)
         temporary = staging / f"{table}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
         target = self.partition_file(table, day)
@@ -240,8 +245,9 @@ class Lake:
             os.close(descriptor)
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
-        """Remove staging files left by crashed writers (old enough not to belong to a live one)."""
-        staging = self.root / STAGING
+        """Remove what crashed writers left in staging: files old enough not to belong to a live
+        writer, and spools as old whose lock is free."""
+        staging = self.staging_dir
         if not staging.is_dir():
             return 0
         cutoff = dt.datetime.now().timestamp() - older_than.total_seconds()
@@ -256,10 +262,6 @@ class Lake:
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed += 1
         return removed
-
-    def spool_dir(self) -> Path:
-        """Where a run spools its rows before the partition writes (cleared like any staging)."""
-        return self.root / STAGING
 
 
 ALIVE = ".alive"

@@ -23,8 +23,7 @@ from pipelines.synctera.models import (
 
 def _extra(record: ApiRecord) -> str | None:
     """Fields the API sent that the 0.153.0 schema does not know: kept, as JSON, never dropped."""
-    extra = record.model_extra
-    return json.dumps(extra, sort_keys=True, default=str) if extra else None
+    return _json(record.model_extra or None)
 
 
 def _json(value: Any) -> str | None:
@@ -41,9 +40,7 @@ _TRANSACTION_COLUMNS = [name for name in lake.TRANSACTIONS.names if name in TRAN
 def _row_extra(row: Mapping[str, Any]) -> str | None:
     """Keys the 0.153.0 schema does not know, as JSON: kept, never dropped."""
     unknown = row.keys() - TRANSACTION_FIELDS
-    if not unknown:
-        return None
-    return json.dumps({key: row[key] for key in unknown}, sort_keys=True, default=str)
+    return _json({key: row[key] for key in unknown}) if unknown else None
 
 
 def transactions_table(

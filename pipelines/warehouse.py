@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import STAGING, TABLES, Lake
+from pipelines.lake import TABLES, Lake
 
 WAREHOUSE = "warehouse.duckdb"
 
@@ -64,7 +64,7 @@ def refresh_views(lake: Lake) -> Path:
 
 
 def _rebuild(lake: Lake) -> Path:
-    staging = lake.root / STAGING
+    staging = lake.staging_dir
     staging.mkdir(parents=True, exist_ok=True)
     temporary = staging / f"warehouse-{uuid.uuid4().hex}.duckdb"
     target = lake.root / WAREHOUSE

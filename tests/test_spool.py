@@ -65,14 +65,14 @@ def test_rows_outside_the_range_or_of_another_schema_are_refused(tmp_path: Path)
 
 def test_a_dead_spool_is_cleared_and_a_live_one_is_not(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
-    live = DateSpool(lake.spool_dir(), TRANSACTIONS, START, START + dt.timedelta(days=3))
-    dead = lake.spool_dir() / "spool-killed"
+    live = DateSpool(lake.staging_dir, TRANSACTIONS, START, START + dt.timedelta(days=3))
+    dead = lake.staging_dir / "spool-killed"
     dead.mkdir()
     (dead / ".alive").touch()  # its process died, so nobody holds the lock
     (dead / "block-00000.arrows").write_bytes(b"partial")
     two_hours_ago = time.time() - 7200
     os.utime(dead, (two_hours_ago, two_hours_ago))
-    starting = lake.spool_dir() / "spool-starting"  # created a moment before its lock is taken
+    starting = lake.staging_dir / "spool-starting"  # created a moment before its lock is taken
     starting.mkdir()
     assert lake.clear_staging() == 1
     assert live.directory.is_dir() and starting.is_dir() and not dead.exists()
