@@ -2,7 +2,8 @@
 
     python -m bench.perf                       # S = 200 accounts x 90 days, 3 runs per profile
     python -m bench.perf --m                   # also M = 2,000 accounts x 365 days
-    python -m bench.perf --write BENCHMARKS.md # ... and record the tables
+    python -m bench.perf --write BENCHMARKS.md # ... and record the tables (a section per workload)
+    python -m bench.perf --only M --write BENCHMARKS.md  # re-measure one workload alone
 
 Each run is a fresh process (``bench.pipeline_bench``) against a fresh sandbox process. Per workload:
 zero latency (CPU per row against the bare client's floor, peak RSS) and the realistic latency
@@ -162,6 +163,9 @@ def budget(log: Callable[[str], None], rate: float = 20.0) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     parser.add_argument("--m", action="store_true", help="also run workload M (slow: tens of minutes)")
+    parser.add_argument(
+        "--only", choices=WORKLOADS, default=None, help="run this workload alone (no request budget)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--naive-accounts", type=int, default=10, help="accounts the naive baseline samples")
     parser.add_argument("--write", type=Path, default=None, help="write the tables to this Markdown file")
@@ -170,32 +174,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     def log(message: str) -> None:
         print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
-    lines = [
-        "## Results",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{dt.date.today()}. Medians of {args.runs} runs (min–max). Command: `python -m bench.perf"
-        f"{' --m' if args.m else ''} --runs {args.runs}`.",
-        "",
-    ]
-    for name in ["S", "M"] if args.m else ["S"]:
-        lines += workload(name, args.runs, args.naive_accounts, log)
-    lines += budget(log)
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        _record(args.write, text)
+    names = [args.only] if args.only else ["S", "M"] if args.m else ["S"]
+    command = f"python -m bench.perf{f' --only {args.only}' if args.only else ' --m' if args.m else ''}"
+    # Each workload is its own section of the results, so that one can be re-measured alone.
+    sections: dict[str, list[str]] = {}
+    for name in names:
+        sections[name] = [
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"{dt.date.today()}, commit {_commit()}. Medians of {args.runs} runs (min–max). Command: "
+            f"`{command} --runs {args.runs}`.",
+            "",
+            *workload(name, args.runs, args.naive_accounts, log),
+        ]
+    if not args.only:
+        sections["budget"] = budget(log)
+    for name, lines in sections.items():
+        text = "\n".join(lines)
+        print(text)
+        if args.write:
+            _record(args.write, name, text)
 
 
-BEGIN, END = "<!-- bench.perf results: begin -->", "<!-- bench.perf results: end -->"
+def _commit() -> str:
+    """The commit measured (``+`` when tracked files have changed), so that figures can be traced."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)  # noqa: S603, S607
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def _record(path: Path, text: str) -> None:
-    """Put the tables between the markers of ``path``, keeping the hand-written text around them."""
-    block = f"{BEGIN}\n{text}\n{END}"
+def _record(path: Path, section: str, text: str) -> None:
+    """Put ``text`` between the section's markers in ``path``, keeping everything around them."""
+    begin, end = f"<!-- bench.perf {section}: begin -->", f"<!-- bench.perf {section}: end -->"
+    block = f"{begin}\n{text}\n{end}"
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
     else:
         new = old + ("\n" if old else "") + block + "\n"
     path.write_text(new)
