@@ -5,6 +5,7 @@ each date partition of the range atomically. Days that returned the cap on their
 flagged, and the ``no_incomplete_days`` check fails naming each account and day.
 """
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from assets.common import (
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import ledger, records
 from pipelines.lake import TRANSACTIONS, days_between
+from pipelines.memory import release_free_memory
 from pipelines.spool import DateSpool
 from pipelines.synctera import StatsSnapshot
 from pipelines.synctera.models import TransactionRow
@@ -33,6 +35,12 @@ from pipelines.warehouse import refresh_views
 
 UNIQUE_CHECK = "unique_transaction_keys"
 COMPLETE_CHECK = "no_incomplete_days"
+
+
+def _row_date(row: TransactionRow) -> dt.date:
+    day = row["date"]
+    assert day is not None  # checked when the window came back
+    return day
 
 
 def _duplicate_keys(blocks: list[list[Path]]) -> int:
@@ -96,6 +104,9 @@ def build_transactions(
             preview: list[pa.Table] = []
 
             def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
+                # In date order, the spool cuts the table by day without a copy (Arrow's take costs
+                # ~1 µs a row; sorting the dicts a tenth of that).
+                rows.sort(key=_row_date)
                 table = records.transactions_table(
                     account_id, rows, fetched_at=window.fetched_at, run_id=context.run.run_id
                 )
@@ -117,6 +128,7 @@ def build_transactions(
                     return results, client.stats_snapshot()
 
             results, stats = run_async(fetch())
+            release_free_memory()  # the fetch's freed rows, before the write phase allocates its own
             days = days_between(start, end)
             windows = [w for r in results for w in r.windows]
             context.log.info(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")
@@ -126,6 +138,8 @@ def build_transactions(
                     written.append(
                         store.replace_accounts("transactions", block_days, rows, accounts=account_ids)
                     )
+                    del rows
+                    release_free_memory(collect=False)
                 store.replace_accounts(
                     "transaction_windows",
                     days,

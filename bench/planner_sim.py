@@ -2,10 +2,13 @@
 
 Capped answers are simulated as the sandbox gives them (a random 500 of the window's rows). With
 ``--oracle`` each account's planner is told its true mean rate in advance: the bound that better
-cold-start probing alone could reach.
+cold-start probing alone could reach. With ``--oracle after-first-call`` it is told the rate after
+its first call, as if one capped answer revealed the account's scale (it does not): the bound for a
+planner that pays the one capped call a cold start cannot avoid and nothing more.
 
     python -m bench.planner_sim --days 90 --seeds 7 8 11
     python -m bench.planner_sim --days 90 --seeds 7 8 11 --oracle
+    python -m bench.planner_sim --days 90 --seeds 7 8 11 --oracle after-first-call
 """
 
 from __future__ import annotations
@@ -24,9 +27,17 @@ from pipelines.windows import WindowPlanner, minimum_calls
 ONE_DAY = dt.timedelta(days=1)
 
 
-def planned_calls(counts: list[int], start: dt.date, *, rate: float | None, rng: np.random.Generator) -> int:
+def planned_calls(
+    counts: list[int],
+    start: dt.date,
+    *,
+    rate: float | None,
+    rng: np.random.Generator,
+    rate_after_first_call: float | None = None,
+) -> int:
     by_day = {start + n * ONE_DAY: c for n, c in enumerate(counts)}
-    planner = WindowPlanner(start, start + len(counts) * ONE_DAY, rate=rate)
+    end = start + len(counts) * ONE_DAY
+    planner = WindowPlanner(start, end, rate=rate)
     calls = 0
     while (window := planner.next_window()) is not None:
         calls += 1
@@ -34,7 +45,12 @@ def planned_calls(counts: list[int], start: dt.date, *, rate: float | None, rng:
         rows = np.array([by_day[d] for d in days])
         if rows.sum() > TRANSACTIONS_CAP:
             rows = rng.multivariate_hypergeometric(rows, TRANSACTIONS_CAP)
-        planner.record(window, {d: int(c) for d, c in zip(days, rows, strict=True) if c})
+        answer = {d: int(c) for d, c in zip(days, rows, strict=True) if c}
+        planner.record(window, answer)
+        if calls == 1 and rate_after_first_call is not None:
+            # The oracle: a planner that knew the rate all along, given the same first answer.
+            planner = WindowPlanner(start, end, rate=rate_after_first_call)
+            planner.record(window, answer)
     return calls
 
 
@@ -45,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--density", choices=DENSITY_PROFILES, default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument(
-        "--oracle", action="store_true", help="give each planner its account's true mean rate"
+        "--oracle",
+        nargs="?",
+        const="before",
+        choices=["before", "after-first-call"],
+        help="give each planner its account's true mean rate (before its first call, or after it)",
     )
     args = parser.parse_args(argv)
     print(f"{'seed':>4} {'calls':>6} {'minimum':>8} {'ratio':>6}")
@@ -62,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             counts = sandbox.true_day_counts(account["id"], start, args.days)
             mean = statistics.fmean(counts)
             planned = planned_calls(
-                counts, start, rate=mean if args.oracle else None, rng=np.random.default_rng(seed)
+                counts,
+                start,
+                rate=mean if args.oracle == "before" else None,
+                rng=np.random.default_rng(seed),
+                rate_after_first_call=mean if args.oracle == "after-first-call" else None,
             )
             fewest = minimum_calls(counts)
             calls, minimum = calls + planned, minimum + fewest

@@ -291,13 +291,17 @@ def held(path: Path) -> bool:
 
 
 def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:
-    """The rows of ``data`` grouped by their ``date`` column: one sort, then zero-copy slices."""
+    """The rows of ``data`` grouped by their ``date`` column: zero-copy slices, after a sort only if
+    the rows are not already in date order (the spool's blocks are: no second copy of a block)."""
     if data.num_rows == 0:
         return
-    ordered = data.sort_by([("date", "ascending")])
+    ordered = data
+    ordinals = data.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+    if (np.diff(ordinals) < 0).any():
+        ordered = data.sort_by([("date", "ascending")])
+        ordinals = ordered.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
     days = ordered.column("date").combine_chunks()
     # Where the sorted dates change: the boundaries of each day's run of rows.
-    ordinals = days.cast(pa.int32()).to_numpy(zero_copy_only=False)
     bounds = [0, *(np.flatnonzero(np.diff(ordinals)) + 1).tolist(), len(ordinals)]
     for begin, stop in itertools.pairwise(bounds):
         yield days[begin].as_py(), ordered.slice(begin, stop - begin)

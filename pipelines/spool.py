@@ -10,7 +10,6 @@ memory is bounded by ``buffer_rows``; a block read back is a few days of rows.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 import os
 import shutil
@@ -19,23 +18,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-import numpy as np
 import pyarrow as pa
 
-from pipelines.lake import ALIVE, hold
+from pipelines.lake import ALIVE, hold, split_by_date
+from pipelines.memory import release_free_memory
 
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 MAX_BLOCKS = 128
-"""Open spool files at most (one per block): a long backfill gets longer blocks, not more files."""
+"""Spool files at most (one per block): a long backfill gets longer blocks, not more files."""
 
 
 class DateSpool:
     """Rows with a ``date`` in ``[start, end)``, spooled to ``directory`` in blocks of days.
 
-    Each flush of the buffer sorts it by date and appends one Arrow IPC stream (lz4) to the file of
-    each block it touches; reading a block back reads its one file. No writer stays open between
-    flushes, so nothing accumulates in memory as the run goes on.
+    Each table added is cut by day on the way in (zero-copy slices of a table of one window); a
+    flush appends to the file of each block it touches one Arrow IPC stream (lz4) of that block's
+    rows in date order, copying one block at a time, never the whole buffer. Reading a block back
+    reads its one file. No writer stays open between flushes, so nothing accumulates in memory as the
+    run goes on.
     """
 
     def __init__(
@@ -57,9 +58,8 @@ class DateSpool:
         self.directory = directory / f"spool-{uuid.uuid4().hex}"
         self.directory.mkdir(parents=True)
         self._alive = hold(self.directory / ALIVE)  # tells clear_staging this spool is in use
-        self._buffer: list[pa.Table] = []
+        self._buffer: dict[dt.date, list[pa.Table]] = {}  # each day's slices, in arrival order
         self._buffered = 0
-        self._epoch_offset = (start - dt.date(1970, 1, 1)).days
 
     def __enter__(self) -> DateSpool:
         return self
@@ -69,41 +69,37 @@ class DateSpool:
     ) -> None:
         self.discard()
 
-    def _offsets(self, table: pa.Table) -> np.ndarray:
-        """Each row's day, counted from ``start``."""
-        ordinals: np.ndarray = table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
-        return ordinals - self._epoch_offset
-
     def add(self, table: pa.Table) -> None:
         """Keep ``table``'s rows (each dated inside the spool's range) until ``blocks()`` reads them."""
         if table.num_rows == 0:
             return
         if not table.schema.equals(self.schema):
             raise TypeError(f"spool: schema mismatch\n{table.schema}\n!=\n{self.schema}")
-        offsets = self._offsets(table)
-        if offsets.min() < 0 or offsets.max() >= (self.end - self.start).days:
+        days = list(split_by_date(table))
+        if days[0][0] < self.start or days[-1][0] >= self.end:
             raise ValueError(f"spool: rows dated outside {self.start}..{self.end}")
-        self._buffer.append(table)
+        for day, rows in days:
+            self._buffer.setdefault(day, []).append(rows)
         self._buffered += table.num_rows
         self.rows += table.num_rows
         if self._buffered >= self.buffer_rows:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._buffer:
-            return
-        ordered = pa.concat_tables(self._buffer).sort_by([("date", "ascending")])
+        by_block: dict[int, list[pa.Table]] = {}
+        for day in sorted(self._buffer):
+            by_block.setdefault((day - self.start).days // self.block_days, []).extend(self._buffer[day])
         self._buffer.clear()
         self._buffered = 0
-        blocks = self._offsets(ordered) // self.block_days
-        bounds = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(blocks)]
-        for begin, stop in itertools.pairwise(bounds):
+        for block, parts in by_block.items():
             # One Arrow IPC stream per flush, appended to the block's file; nothing stays open.
             with (
-                pa.OSFile(str(self._block_file(int(blocks[begin]))), "ab") as sink,
+                pa.OSFile(str(self._block_file(block)), "ab") as sink,
                 pa.ipc.new_stream(sink, self.schema, options=IPC_OPTIONS) as writer,
             ):
-                writer.write_table(ordered.slice(begin, stop - begin))
+                writer.write_table(pa.concat_tables(parts).combine_chunks())
+        del by_block
+        release_free_memory(collect=False)  # the flushed rows, back to the system
 
     def _block_file(self, block: int) -> Path:
         return self.directory / f"block-{block:05d}.arrows"
@@ -118,14 +114,19 @@ class DateSpool:
             yield days, self._read(self._block_file(block))
 
     def _read(self, path: Path) -> pa.Table:
-        """The block's streams, one after the other (each flush appended one)."""
+        """The block's rows in date order, without a sort: each flush appended one stream, sorted by
+        date, so the block is its streams' slices gathered day by day (zero-copy). The write phase
+        thus holds one copy of a block, not two."""
         if not path.exists():
             return self.schema.empty_table()
-        parts = []
+        by_day: dict[dt.date, list[pa.Table]] = {}
         with pa.memory_map(str(path)) as source:
             while source.tell() < source.size():
-                parts.append(pa.ipc.open_stream(source).read_all())
-        return pa.concat_tables(parts) if parts else self.schema.empty_table()
+                for day, rows in split_by_date(pa.ipc.open_stream(source).read_all()):
+                    by_day.setdefault(day, []).append(rows)
+        if not by_day:
+            return self.schema.empty_table()
+        return pa.concat_tables([rows for day in sorted(by_day) for rows in by_day[day]])
 
     def discard(self) -> None:
         self._buffer.clear()

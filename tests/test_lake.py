@@ -162,11 +162,14 @@ def test_replacing_some_accounts_keeps_the_others_rows(tmp_path: Path) -> None:
     assert sorted(zip(*rows.to_pydict().values(), strict=True)) == [("acc", "t0"), ("other", "o")]
 
 
-def test_rows_split_by_date_land_each_in_its_own_day_whatever_the_chunking() -> None:
+@pytest.mark.parametrize("in_date_order", [False, True])  # True: the path without a sort
+def test_rows_split_by_date_land_each_in_its_own_day_whatever_the_chunking(in_date_order: bool) -> None:
     rng = random.Random(1)
     for _ in range(100):
         count = rng.randint(1, 300)
         dates = [DAY + dt.timedelta(days=rng.randint(0, 20)) for _ in range(count)]
+        if in_date_order:
+            dates.sort()
         chunks, start = [], 0
         while start < count:
             size = rng.randint(1, 50)

@@ -1,0 +1,37 @@
+"""Giving memory back between the phases of a run, so that each phase starts from a low mark.
+
+Fetching frees millions of small Python objects (rows as dicts); CPython and glibc keep the freed
+blocks for reuse, so the heap stays at its high-water mark, and the write phase then allocates its
+Arrow buffers from another allocator on top of it. glibc's ``malloc_trim`` hands the free pages back
+(Dask's workers do the same to fight the same "unmanaged memory"); Arrow's pool releases what it
+caches. Elsewhere than glibc this is only a garbage collection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from collections.abc import Callable
+
+import pyarrow as pa
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory(*, collect: bool = True) -> None:
+    """Return memory already freed to the operating system; ``collect`` first runs the garbage
+    collector (tens of milliseconds with Dagster loaded: once per phase, not per block)."""
+    if collect:
+        gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+    pa.default_memory_pool().release_unused()
