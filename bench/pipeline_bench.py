@@ -2,7 +2,7 @@
 
     python -m bench.pipeline_bench --accounts 200 --days 90                  # workload S, no latency
     python -m bench.pipeline_bench --accounts 200 --days 90 --realistic      # 60/80/400 ms per call
-    python -m bench.pipeline_bench --profile s-profile.txt                   # where the CPU goes
+    py-spy record -f speedscope -o s.json -- python -m bench.pipeline_bench  # where the CPU goes
 
 The pipeline runs in this process (Dagster's in-process executor), so ``ru_maxrss`` and the CPU
 seconds are the pipeline's own; the sandbox's CPU is reported separately (a waited-for child).
@@ -13,7 +13,6 @@ its own and only decodes the JSON: the CPU floor. ``--json`` prints one JSON obj
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -23,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,6 @@ def run_once(
     data_dir: Path,
     requests_per_second: float | None = None,
     bare: bool = False,
-    profile: Path | None = None,
 ) -> dict[str, Any]:
     today = dt.datetime.now(dt.UTC).date()
     start, end = today - days * ONE_DAY, today - ONE_DAY
@@ -87,7 +85,7 @@ def run_once(
         sandbox_process(sandbox_args(accounts, days, seed, realistic), api_key=key) as base_url,
     ):
         began, cpu = time.perf_counter(), time.process_time()
-        with _profiled(profile), dg.DagsterInstance.local_temp(tempdir=home) as instance:
+        with dg.DagsterInstance.local_temp(tempdir=home) as instance:
             result = dg.materialize(
                 assets,
                 instance=instance,
@@ -145,25 +143,6 @@ def run_once(
     return figures
 
 
-@contextlib.contextmanager
-def _profiled(path: Path | None) -> Iterator[None]:
-    """Sample the run's stacks with pyinstrument into ``path`` (text; ``.html`` beside it).
-
-    Async mode is off on purpose: time a coroutine spends waiting for the sandbox then shows as the
-    event loop's ``select``, not as the coroutine's, so the tree reads as where the CPU goes.
-    """
-    if path is None:
-        yield
-        return
-    from pyinstrument import Profiler  # a dev tool, imported only when asked for
-
-    profiler = Profiler(interval=0.001, async_mode="disabled")
-    with profiler:
-        yield
-    path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
-    path.with_suffix(".html").write_text(profiler.output_html())
-
-
 def _bare(base_url: str, key: str, data_dir: Path, concurrency: int) -> dict[str, Any]:
     """Run the bare client over the windows the pipeline asked for, in a process of its own."""
     windows = duckdb.sql(
@@ -197,9 +176,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bare", action="store_true", help="also measure the bare client's CPU floor")
     parser.add_argument("--data", type=Path, default=None, help="keep the lake here (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--profile", type=Path, default=None, help="write a pyinstrument profile of the run here (text)"
-    )
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
@@ -213,7 +189,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             data_dir=data_dir,
             requests_per_second=args.requests_per_second,
             bare=args.bare,
-            profile=args.profile,
         )
     if args.json:
         print(json.dumps(figures))

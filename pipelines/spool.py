@@ -46,7 +46,7 @@ class DateSpool:
         start: dt.date,
         end: dt.date,
         *,
-        buffer_rows: int = 100_000,
+        buffer_rows: int = 25_000,
     ) -> None:
         self.schema = schema
         self.start, self.end = start, end
