@@ -1,0 +1,66 @@
+"""Where a run's CPU goes, by component, from a py-spy profile (raw, collapsed stacks).
+
+    py-spy record -r 250 -f raw -o s-spy.txt -- python -m bench.pipeline_bench --accounts 200 --days 90
+    python -m bench.spy_summary s-spy.txt
+
+Each sample is charged to the innermost frame that belongs to a component below (so a Parquet write
+called from an asset counts as the write, and Dagster's own event log as Dagster). py-spy leaves out
+idle samples (a thread waiting in ``epoll``), so the shares read as shares of the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("validation (pydantic, bytes to dicts)", ("validate_json", "model_validate_json")),
+    ("dicts to Arrow (pipelines/records.py)", ("pipelines/records.py",)),
+    ("spool (pipelines/spool.py)", ("pipelines/spool.py",)),
+    ("row checks and seen ids", ("_checked_rows", "_unique", "SeenIds")),
+    ("window planner", ("pipelines/windows.py",)),
+    ("partition writes (Parquet) and ledger", ("pipelines/lake.py", "pipelines/ledger.py")),
+    ("uniqueness check (DuckDB)", ("_duplicate_keys",)),
+    ("warehouse views (DuckDB)", ("pipelines/warehouse.py",)),
+    ("HTTP (httpx, httpcore, anyio, h11)", ("httpx/", "httpcore/", "anyio/", "h11/")),
+    ("our client (retries, stats, body limits)", ("pipelines/synctera/",)),
+    ("asyncio event loop", ("asyncio/",)),
+    ("Dagster (event log in SQLite, run machinery)", ("dagster/", "sqlalchemy/", "dagster_shared/")),
+    ("imports during the run", ("<frozen importlib",)),
+]
+
+
+def shares(lines: Sequence[str]) -> tuple[Counter[str], int]:
+    totals: Counter[str] = Counter()
+    samples = 0
+    for line in lines:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack:
+            continue
+        weight = int(count)
+        samples += weight
+        frames = stack.split(";")
+        for frame in reversed(frames):
+            component = next((name for name, keys in COMPONENTS if any(k in frame for k in keys)), None)
+            if component is not None:
+                totals[component] += weight
+                break
+        else:
+            totals["other"] += weight
+    return totals, samples
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.spy_summary", description=__doc__.split("\n")[0])
+    parser.add_argument("profile", type=Path, help="py-spy record -f raw output")
+    args = parser.parse_args(argv)
+    totals, samples = shares(args.profile.read_text().splitlines())
+    print(f"{samples:,} samples")
+    for name, count in totals.most_common():
+        print(f"{100 * count / samples:5.1f} %  {name}")
+
+
+if __name__ == "__main__":
+    main()
