@@ -217,6 +217,9 @@ class Lake:
         partition is still swapped whole and atomically. Call it under ``lock(table)``.
         """
         by_day = dict(split_by_date(data))
+        days = list(days)
+        if stray := sorted(set(by_day) - set(days)):
+            raise ValueError(f"{table}: rows dated {', '.join(map(str, stray))}, outside the days replaced")
         schema = TABLES[table]
         covered = pa.array(sorted(set(accounts)), pa.string())
         written = []
@@ -295,6 +298,8 @@ def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:
     the rows are not already in date order (the spool's blocks are: no second copy of a block)."""
     if data.num_rows == 0:
         return
+    if data.column("date").null_count:
+        raise ValueError(f"{data.column('date').null_count} rows have no date")  # no day to put them in
     ordered = data
     ordinals = data.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
     if (np.diff(ordinals) < 0).any():

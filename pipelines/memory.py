@@ -4,7 +4,7 @@ Fetching frees millions of small Python objects (rows as dicts); CPython and gli
 blocks for reuse, so the heap stays at its high-water mark, and the write phase then allocates its
 Arrow buffers from another allocator on top of it. glibc's ``malloc_trim`` hands the free pages back
 (Dask's workers do the same to fight the same "unmanaged memory"); Arrow's pool releases what it
-caches. Elsewhere than glibc this is only a garbage collection.
+caches. Elsewhere than glibc (macOS, musl) there is no ``malloc_trim``; Arrow's pool is still released.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pyarrow as pa
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         return None
-    return trim
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # int malloc_trim(size_t pad)
+    function: Callable[[int], int] = trim
+    return function
 
 
 _TRIM = _malloc_trim()

@@ -89,6 +89,8 @@ class DateSpool:
             self._flush()
 
     def _flush(self) -> None:
+        if not self._buffer:
+            return
         by_block: dict[int, list[pa.Table]] = {}
         for day in sorted(self._buffer):
             by_block.setdefault((day - self.start).days // self.block_days, []).extend(self._buffer[day])

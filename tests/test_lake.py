@@ -184,6 +184,17 @@ def test_rows_split_by_date_land_each_in_its_own_day_whatever_the_chunking(in_da
         assert sorted(n for _, rows in groups for n in rows.column("n").to_pylist()) == list(range(count))
 
 
+def test_rows_without_a_date_or_outside_the_days_replaced_are_refused(tmp_path: Path) -> None:
+    store = Lake(tmp_path)
+    dated = pa.table({"date": pa.array([DAY, None, DAY], pa.date32())})
+    with pytest.raises(ValueError, match="1 rows have no date"):
+        list(split_by_date(dated))
+    next_day = DAY + dt.timedelta(days=1)
+    with pytest.raises(ValueError, match=f"rows dated {next_day}, outside the days replaced"):
+        store.replace_accounts("transactions", [DAY], _rows(next_day, 2), accounts=["acc"])
+    assert not store.partition_file("transactions", DAY).exists()  # refused before anything was written
+
+
 def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path: Path) -> None:
     from assets.transactions import _duplicate_keys
 

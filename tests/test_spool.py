@@ -29,13 +29,18 @@ def _table(days: list[dt.date], prefix: str) -> pa.Table:
 
 
 @pytest.mark.parametrize("total_days", [1, 90, 365, 1500])
-def test_every_row_comes_back_once_in_date_order_in_its_block(tmp_path: Path, total_days: int) -> None:
+@pytest.mark.parametrize("in_date_order", [False, True])  # True: as the asset adds them
+def test_every_row_comes_back_once_in_date_order_in_its_block(
+    tmp_path: Path, total_days: int, in_date_order: bool
+) -> None:
     end = START + dt.timedelta(days=total_days)
     rng = random.Random(total_days)
     sent: list[tuple[str, dt.date]] = []
     with DateSpool(tmp_path, TRANSACTIONS, START, end, buffer_rows=300) as spool:
         for batch in range(40):
             days = [START + dt.timedelta(days=rng.randrange(total_days)) for _ in range(rng.randrange(0, 60))]
+            if in_date_order:
+                days.sort()
             table = _table(days, f"b{batch}-")
             spool.add(table)
             sent += list(zip(table.column("transaction_id").to_pylist(), days, strict=True))
@@ -61,6 +66,11 @@ def test_rows_outside_the_range_or_of_another_schema_are_refused(tmp_path: Path)
     with DateSpool(tmp_path, TRANSACTIONS, START, START + dt.timedelta(days=7)) as spool:
         with pytest.raises(ValueError, match="outside"):
             spool.add(_table([START + dt.timedelta(days=7)], "x"))
+        with pytest.raises(ValueError, match="outside"):
+            spool.add(_table([START + dt.timedelta(days=3), START - dt.timedelta(days=1)], "x"))
+        with pytest.raises(ValueError, match="no date"):
+            spool.add(_table([START, None, START], "x"))  # type: ignore[list-item]
+        assert spool.rows == 0  # nothing refused was kept
         with pytest.raises(TypeError, match="schema"):
             spool.add(_table([START], "x").drop_columns(["extra"]))
 
