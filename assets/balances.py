@@ -24,6 +24,7 @@ from assets.common import (
 )
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines import records
+from pipelines.lake import split_by_date
 from pipelines.records import BalanceObservation
 from pipelines.synctera import AsyncSyncteraClient, StatsSnapshot, SyncteraError
 from pipelines.warehouse import refresh_views
@@ -87,9 +88,9 @@ def build_balances(
         with store.lock("balances"):
             # Per day, only the accounts observed that day are replaced: a run that crosses
             # midnight UTC never erases the earlier observations of the day it started on.
-            for day in days:
+            for day, rows in split_by_date(table):
                 observed = [o.account_id for o in observations if o.observed_at.date() == day]
-                store.replace_accounts("balances", [day], table, accounts=observed)
+                store.replace_accounts("balances", [day], rows, accounts=observed)
             refresh_views(store)
         failed = [o for o in observations if o.error is not None]
         for o in failed:
