@@ -101,9 +101,8 @@ class SeenIds:
 
     A heavy account's year is tens of thousands of ids and 32 accounts are fetched at once: as
     Python strings in sets they took the M benchmark's peak from 458 to 535 MiB; as hashes they
-    are 8 bytes an id. Two different
-    ids with one hash (odds about 1e-10 for an account's year) would stop the run with an anomaly
-    naming the id, never drop a row.
+    are 8 bytes an id. Two different ids with one hash (odds about 1e-10 for an account's year)
+    would stop the run with an anomaly naming the id, never drop a row.
     """
 
     def __init__(self) -> None:
