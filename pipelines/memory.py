@@ -29,11 +29,13 @@ def _malloc_trim() -> Callable[[int], int] | None:
 _TRIM = _malloc_trim()
 
 
-def release_free_memory(*, collect: bool = True) -> None:
+def release_free_memory(*, collect: bool = True, trim: bool = True) -> None:
     """Return memory already freed to the operating system; ``collect`` first runs the garbage
-    collector (tens of milliseconds with Dagster loaded: once per phase, not per block)."""
+    collector (tens of milliseconds with Dagster loaded: once per phase, not per block); ``trim``
+    hands back the C heap (its pages fault in again when reused: once per phase, not per block),
+    and Arrow's pool is always released (cheap)."""
     if collect:
         gc.collect()
-    if _TRIM is not None:
+    if trim and _TRIM is not None:
         _TRIM(0)
     pa.default_memory_pool().release_unused()

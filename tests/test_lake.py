@@ -20,13 +20,13 @@ DAY = dt.date(2026, 3, 1)
 NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
 
 
-def _rows(day: dt.date, n: int, *, amount: int = 100) -> pa.Table:
+def _rows(day: dt.date, n: int, *, amount: int = 100, account: str = "acc") -> pa.Table:
     body = ",".join(
         f'{{"transaction_id": "t{i}", "date": "{day}", "amount": {amount + i}, "new_field": {i}}}'
         for i in range(n)
     )
     transactions = TransactionRows.model_validate_json(f'{{"transactions": [{body}]}}').transactions
-    return transactions_table("acc", transactions, fetched_at=NOW, run_id="run-1")
+    return transactions_table(account, transactions, fetched_at=NOW, run_id="run-1")
 
 
 def test_unknown_api_fields_are_kept_and_amounts_stay_int64(tmp_path: Path) -> None:
@@ -204,3 +204,9 @@ def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path
     second = store.replace_partition("transactions", next_day, _rows(next_day, 2))  # t0, t1 again
     assert _duplicate_keys([[first], [second]]) == 0  # each block alone is clean
     assert _duplicate_keys([[first, second]]) == 2
+    # The key is the pair: another account's t0 and t1 on the same day are not duplicates.
+    both = store.replace_partition(
+        "transactions", DAY, pa.concat_tables([_rows(DAY, 3), _rows(DAY, 2, account="b")])
+    )
+    assert _duplicate_keys([[both]]) == 0
+    assert _duplicate_keys([[both, second]]) == 2
