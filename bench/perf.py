@@ -231,14 +231,16 @@ def _positive(text: str) -> int:
 
 
 def _commit() -> str:
-    """The commit measured (``+`` when tracked files have changed), so that figures can be traced."""
+    """The commit measured (``+`` when tracked files other than BENCHMARKS.md have changed: writing
+    one section must not mark the next one as measured on changed code), so figures can be traced."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)  # noqa: S603, S607
         return done.stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)BENCHMARKS.md")
+    return head + ("+" if changed else "")
 
 
 def _record(path: Path, section: str, text: str) -> None:
