@@ -2,7 +2,8 @@
 
     python -m bench.pipeline_bench --accounts 200 --days 90                  # workload S, no latency
     python -m bench.pipeline_bench --accounts 200 --days 90 --realistic      # 60/80/400 ms per call
-    py-spy record -f speedscope -o s.json -- python -m bench.pipeline_bench  # where the CPU goes
+    py-spy record -f raw -o s.txt -- python -m bench.pipeline_bench          # where the CPU goes:
+    python -m bench.spy_summary s.txt                                        # ... by component
 
 The pipeline runs in this process (Dagster's in-process executor), so ``ru_maxrss`` and the CPU
 seconds are the pipeline's own; the sandbox's CPU is reported separately (a waited-for child).
