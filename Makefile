@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
 
-.PHONY: setup run ui test lint bench sandbox clean
+.PHONY: setup run ui test lint bench report sandbox clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ ui: setup
 bench: setup
 	$(BIN)/python -m bench.perf $(if $(M),--m)
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
+
+# One HTML page and its PNGs from the warehouse (after `make run`): data/report/report.html.
+report: setup
+	$(BIN)/python -m pipelines.report
 
 sandbox: setup
 	$(BIN)/python -m pipelines.sandbox --port $(SANDBOX_PORT)

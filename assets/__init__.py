@@ -1,1 +1,23 @@
 """Dagster assets: thin glue over ``pipelines`` (client → window planner → lake writer → DuckDB views)."""
+
+import dagster as dg
+
+from assets.balances import build_balances, build_reconciliation_check
+from assets.external_accounts import build_external_accounts
+from assets.report import build_report
+from assets.transactions import build_transactions
+
+
+def build_assets(daily: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The code location's assets: the listing and the balances are observations of now
+    (unpartitioned); transactions are partitioned by their UTC date."""
+    external_accounts = build_external_accounts(daily)
+    transactions = build_transactions(daily, external_accounts)
+    balances = build_balances(daily, external_accounts, transactions)
+    return [
+        external_accounts,
+        transactions,
+        balances,
+        build_reconciliation_check(balances, transactions),
+        build_report(transactions, balances),
+    ]

@@ -1,121 +1,135 @@
 """``balances``: each account's live balance, observed now, with ``max_age``.
 
-A balance is a point-in-time observation: it is written under the UTC date it was observed on, and
-only by runs that reach the newest partition. A backfill of past partitions observes nothing (there
-is no way to ask Synctera for a past balance) and says so. One account's failure becomes a row with
-``error`` set; it never fails the run or loses the other accounts.
+Not partitioned: there is no way to ask Synctera for a past balance, so every materialization is an
+observation of now, filed in the lake under the UTC date observed (the history stays queryable).
 """
-
-import asyncio
-import datetime as dt
 
 import dagster as dg
 
-from assets.common import (
-    GROUP,
-    SINGLE_RUN,
-    Stopwatch,
-    api_metadata,
-    is_current,
-    latest_accounts,
-    markdown_preview,
-    run_async,
-    run_dates,
-)
+from assets.common import GROUP, SINGLE_RUN, Stopwatch, api_metadata, markdown_preview, refuse_a_bad_run_range
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from pipelines import records
-from pipelines.lake import split_by_date
-from pipelines.records import BalanceObservation
-from pipelines.synctera import AsyncSyncteraClient, StatsSnapshot, SyncteraError
-from pipelines.warehouse import refresh_views
+from pipelines.ingest.balances import observe_balances
+from pipelines.ingest.listing import latest_accounts
+from pipelines.reconcile import reconcile
 
 ERROR_RATE_CHECK = "balance_error_rate"
-
-
-async def observe(client: AsyncSyncteraClient, account_id: str, max_age: int) -> BalanceObservation:
-    try:
-        balance = await client.get_external_account_balance(account_id, max_age=max_age)
-    except SyncteraError as exc:
-        return BalanceObservation.failed(account_id, dt.datetime.now(dt.UTC), max_age, exc)
-    return BalanceObservation(account_id, dt.datetime.now(dt.UTC), max_age, balance)
+CHECK_SPEC = dg.AssetCheckSpec(
+    ERROR_RATE_CHECK,
+    asset="balances",
+    description="The share of accounts whose balance could not be observed (stale beyond max_age, vendor "
+    "timeout, not found) stays under SYNCTERA_BALANCE_ERROR_THRESHOLD.",
+)
 
 
 def build_balances(
-    partitions_def: dg.PartitionsDefinition,
-    external_accounts: dg.AssetsDefinition,
+    daily: dg.PartitionsDefinition, external_accounts: dg.AssetsDefinition, transactions: dg.AssetsDefinition
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name="balances",
-        partitions_def=partitions_def,
         backfill_policy=SINGLE_RUN,
-        deps=[external_accounts],
+        # After the transactions, so that a backfill's runs (one per kind of partitioning) give the
+        # reconciliation check both.
+        deps=[external_accounts, transactions],
         group_name=GROUP,
         kinds={"parquet"},
-        check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset="balances")],
-        description="Live balances (get_external_account_balance with max_age) observed by runs that reach "
-        "the newest partition, under the UTC date observed; failures are rows with error set.",
+        check_specs=[CHECK_SPEC],
+        description="Live balances of every account of the latest external_accounts snapshot "
+        "(get_external_account_balance with max_age), observed now and filed under the UTC date observed. "
+        "An account whose balance is unavailable is a row with error set, never a failed run.",
     )
     def balances(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
         clock = Stopwatch()
-        run_dates(context)  # refuse a range outside the definition before any call
-        if not is_current(context):
-            message = (
-                f"backfill of past partitions ({context.partition_key_range.start}.."
-                f"{context.partition_key_range.end}): balances are live-only, none recorded for past dates"
-            )
-            context.log.info(message)
-            return dg.MaterializeResult(
-                metadata={"balances_observed": 0, "skipped": message},
-                check_results=[
-                    dg.AssetCheckResult(check_name=ERROR_RATE_CHECK, passed=True, description=message)
-                ],
-            )
-        store = lake.lake
-        account_ids, _ = latest_accounts(store)
-
-        async def fetch() -> tuple[list[BalanceObservation], StatsSnapshot]:
-            async with synctera.client() as client:
-                observations = await asyncio.gather(
-                    *(observe(client, a, ingest.max_age) for a in account_ids)
-                )
-                return list(observations), client.stats_snapshot()
-
-        observations, stats = run_async(fetch())
-        table = records.balances_table(observations, run_id=context.run.run_id)
-        days = sorted({o.observed_at.date() for o in observations})
-        with store.lock("balances"):
-            # Per day, only the accounts observed that day are replaced: a run that crosses
-            # midnight UTC never erases the earlier observations of the day it started on.
-            for day, rows in split_by_date(table):
-                observed = [o.account_id for o in observations if o.observed_at.date() == day]
-                store.replace_accounts("balances", [day], rows, accounts=observed)
-            refresh_views(store)
-        failed = [o for o in observations if o.error is not None]
-        for o in failed:
-            context.log.warning(f"balance of {o.account_id} unavailable: {o.error}")
-        rate = len(failed) / len(observations) if observations else 0.0
-        context.log.info(f"balances: {len(observations) - len(failed)} observed, {len(failed)} errors")
+        refuse_a_bad_run_range(context, daily)
+        account_ids, snapshot_day = latest_accounts(lake.lake)
+        summary = observe_balances(
+            synctera.client,
+            lake.lake,
+            account_ids,
+            max_age=ingest.max_age,
+            run_id=context.run.run_id,
+            emit=context.log.info,
+            progress_seconds=ingest.progress_seconds,
+        )
+        for account_id, why in summary.errors[:20]:
+            context.log.warning(f"balance of {account_id} unavailable: {why}")
+        if len(summary.errors) > 20:
+            context.log.warning(f"… and {len(summary.errors) - 20} more balances unavailable (error rows)")
+        rate = round(summary.error_rate, 4)
+        threshold = ingest.balance_error_threshold
         return dg.MaterializeResult(
             metadata={
-                "balances_observed": len(observations),
-                "errors": len(failed),
-                "error_rate": round(rate, 4),
-                "observed_dates": ", ".join(d.isoformat() for d in days),
+                "balances_observed": summary.observations,
+                "errors": len(summary.errors),
+                "error_rate": rate,
+                "observed_dates": ", ".join(d.isoformat() for d in summary.observed_dates),
+                "snapshot_day": snapshot_day.isoformat(),
                 **clock.metadata(),
                 "preview": markdown_preview(
-                    table, ["account_id", "current", "available", "currency", "error_code"]
+                    summary.table, ["account_id", "current", "available", "currency", "error_code"]
                 ),
-                **api_metadata(stats),
+                **api_metadata(summary.stats),
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name=ERROR_RATE_CHECK,
-                    passed=rate <= ingest.balance_error_threshold,
-                    metadata={"error_rate": round(rate, 4), "threshold": ingest.balance_error_threshold},
+                    passed=summary.error_rate <= threshold,
+                    metadata={"error_rate": rate, "threshold": threshold},
+                    description=f"{len(summary.errors)} of {summary.observations} balances unavailable "
+                    f"({rate:.1%}; threshold {threshold:.0%}).",
                 )
             ],
         )
 
     return balances
+
+
+RECONCILE_CHECK = "balances_reconcile_with_transactions"
+
+
+def build_reconciliation_check(
+    balances: dg.AssetsDefinition, transactions: dg.AssetsDefinition
+) -> dg.AssetChecksDefinition:
+    """Runs after the balances and the transactions of a run (the daily run takes both)."""
+
+    @dg.asset_check(
+        asset=balances,
+        name=RECONCILE_CHECK,
+        additional_deps=[transactions],
+        description="Between two error-free balance observations of an account, current moves by exactly "
+        "its posted transactions dated in between (per currency; money out lowers a deposit account and "
+        "raises a credit card's). Pairs whose days are not settled yet (within the lookback, pending, or "
+        "not fetched) wait; pairs spanning a capped day cannot be judged.",
+    )
+    def reconciliation(lake: LakeResource, ingest: IngestResource) -> dg.AssetCheckResult:
+        result = reconcile(lake.lake, lookback_days=ingest.lookback_days)
+        return dg.AssetCheckResult(
+            passed=not result.mismatches,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=result.sentence(),
+            metadata={
+                "pairs": result.pairs,
+                "reconciled": result.reconciled,
+                "mismatches": len(result.mismatches),
+                "waiting_to_settle": result.waiting,
+                "spanning_capped_days": result.unprovable,
+                "accounts_not_reconciling": dg.MetadataValue.json(
+                    [
+                        {
+                            "account_id": m.account_id,
+                            "currency": m.currency,
+                            "from": m.first_observed.isoformat(),
+                            "to": m.second_observed.isoformat(),
+                            "balance_change": m.balance_change,
+                            "posted_transactions_change": m.expected_change,
+                            "difference": m.difference,
+                            "reason": m.reason,
+                        }
+                        for m in result.mismatches
+                    ]
+                ),
+            },
+        )
+
+    return reconciliation

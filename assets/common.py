@@ -1,28 +1,35 @@
-"""What the assets share: the run's date range, the accounts snapshot, metadata helpers."""
+"""What the assets share: the run's date range and metadata helpers."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.lake import Lake
 from pipelines.synctera import StatsSnapshot
 
-T = TypeVar("T")
-
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
 GROUP = "synctera"
 
 
 class PartitionRangeError(ValueError):
     """The run asks for partitions the definition does not have (before its start, or not yet complete)."""
+
+
+def _check_range(partitions_def: dg.PartitionsDefinition, start: str, end: str) -> None:
+    valid = partitions_def.get_partition_keys()
+    if not valid or start not in valid or end not in valid:
+        span = f"{valid[0]}..{valid[-1]}" if valid else "none yet"
+        raise PartitionRangeError(
+            f"partitions {start}..{end} are outside the definition (complete UTC days {span})"
+        )
 
 
 def run_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
@@ -34,34 +41,19 @@ def run_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     partitions_def = context.assets_def.partitions_def
     assert partitions_def is not None
     keys = context.partition_key_range
-    valid = partitions_def.get_partition_keys()
-    if not valid or keys.start not in valid or keys.end not in valid:
-        span = f"{valid[0]}..{valid[-1]}" if valid else "none yet"
-        raise PartitionRangeError(
-            f"partitions {keys.start}..{keys.end} are outside the definition (complete UTC days {span})"
-        )
+    _check_range(partitions_def, keys.start, keys.end)
     window = context.partition_time_window
     return window.start.date(), window.end.date()
 
 
-def is_current(context: dg.AssetExecutionContext) -> bool:
-    """Whether the run reaches the newest partition (yesterday): only then is "now" part of it."""
-    partitions_def = context.assets_def.partitions_def
-    assert partitions_def is not None
-    return bool(context.partition_key_range.end == partitions_def.get_last_partition_key())
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-def latest_accounts(lake: Lake) -> tuple[list[str], dt.date]:
-    """Account ids of the newest ``external_accounts`` snapshot, and the date it was taken."""
-    days = lake.partitions("external_accounts")
-    if not days:
-        raise RuntimeError("no external_accounts snapshot yet: materialize external_accounts first")
-    table = pq.read_table(lake.partition_file("external_accounts", days[-1]), columns=["account_id"])
-    return table.column("account_id").to_pylist(), days[-1]
+def refuse_a_bad_run_range(context: dg.AssetExecutionContext, daily: dg.PartitionsDefinition) -> None:
+    """An unpartitioned asset in a run for days (the daily run, a backfill) checks those days too,
+    so that a range outside the definition fails before the listing or any balance is asked for."""
+    tags = context.run.tags
+    start = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
+    end = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+    if start and end:
+        _check_range(daily, start, end)
 
 
 def api_metadata(stats: StatsSnapshot) -> dict[str, Any]:
@@ -95,3 +87,9 @@ def markdown_preview(table: pa.Table, columns: Sequence[str], *, rows: int = 5) 
     if not head:
         lines.append("| " + " | ".join("" for _ in columns) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def tag_run(context: dg.AssetExecutionContext, figures: dict[str, Any]) -> None:
+    """The run's totals as tags of the run (``synctera/<name>``): shown once, on the run's page, where
+    a partitioned asset's metadata would repeat them on every day of a backfill."""
+    context.instance.add_run_tags(context.run.run_id, {f"synctera/{k}": str(v) for k, v in figures.items()})

@@ -84,6 +84,14 @@ class IngestResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     account_concurrency: int = Field(default=IngestSettings.account_concurrency, ge=1)
     lookback_days: int = Field(default=IngestSettings.lookback_days, ge=0)
     balance_error_threshold: float = Field(default=IngestSettings.balance_error_threshold, ge=0, le=1)
+    progress_seconds: float = Field(
+        default=IngestSettings.progress_seconds, gt=0, description="How often a long run logs its progress."
+    )
+    max_listing_pages: int = Field(
+        default=IngestSettings.max_listing_pages,
+        ge=1,
+        description="Pages a listing may take before it fails.",
+    )
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> IngestResource:
@@ -93,4 +101,6 @@ class IngestResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             account_concurrency=settings.account_concurrency,
             lookback_days=settings.lookback_days,
             balance_error_threshold=settings.balance_error_threshold,
+            max_listing_pages=settings.max_listing_pages,
+            progress_seconds=settings.progress_seconds,
         )

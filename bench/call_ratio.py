@@ -19,10 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.balances import build_balances
-from assets.external_accounts import build_external_accounts
+from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from assets.transactions import build_transactions
 from pipelines import warehouse
 from pipelines.sandbox import DENSITY_PROFILES, Sandbox, SandboxConfig, running
 from pipelines.windows import minimum_calls
@@ -32,8 +30,7 @@ ONE_DAY = dt.timedelta(days=1)
 
 def backfill(sandbox: Sandbox, base_url: str, key: str, start: dt.date, end: dt.date, root: Path) -> None:
     daily = dg.DailyPartitionsDefinition(start_date=(start - 400 * ONE_DAY).isoformat(), timezone="UTC")
-    accounts = build_external_accounts(daily)
-    assets = [accounts, build_transactions(daily, accounts), build_balances(daily, accounts)]
+    assets = build_assets(daily)
     (root / "home").mkdir(exist_ok=True)
     with dg.DagsterInstance.local_temp(tempdir=str(root / "home")) as instance:
         result = dg.materialize(

@@ -30,10 +30,8 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from assets.balances import build_balances
-from assets.external_accounts import build_external_accounts
+from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from assets.transactions import build_transactions
 from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.windows import minimum_calls
@@ -72,12 +70,7 @@ def run_once(
     today = dt.datetime.now(dt.UTC).date()
     start, end = today - days * ONE_DAY, today - ONE_DAY
     daily = dg.DailyPartitionsDefinition(start_date=(start - 30 * ONE_DAY).isoformat(), timezone="UTC")
-    external_accounts = build_external_accounts(daily)
-    assets = [
-        external_accounts,
-        build_transactions(daily, external_accounts),
-        build_balances(daily, external_accounts),
-    ]
+    assets = build_assets(daily)
     key = "bench-key"
     figures: dict[str, Any] = {}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)

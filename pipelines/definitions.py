@@ -8,25 +8,18 @@ import os
 
 import dagster as dg
 
-from assets.balances import build_balances
-from assets.external_accounts import build_external_accounts
+from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from assets.schedules import build_daily_schedule
-from assets.transactions import build_transactions
 from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, data_dir_from_env, start_date_from_env
 
 daily = dg.DailyPartitionsDefinition(
     start_date=start_date_from_env().isoformat(), timezone="UTC", end_offset=0
 )
 settings = IngestSettings.from_env()
-external_accounts = build_external_accounts(daily)
 
 defs = dg.Definitions(
-    assets=[
-        external_accounts,
-        build_transactions(daily, external_accounts),
-        build_balances(daily, external_accounts),
-    ],
+    assets=build_assets(daily),
     schedules=[build_daily_schedule(daily, lookback_days=settings.lookback_days)],
     resources={
         "synctera": SyncteraApi(

@@ -248,8 +248,8 @@ class Lake:
             os.close(descriptor)
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
-        """Remove what crashed writers left in staging: files old enough not to belong to a live
-        writer, and spools as old whose lock is free."""
+        """Remove what crashed or cancelled writers left in staging: every spool whose lock is free
+        (its run is gone), and files old enough not to belong to a live writer."""
         staging = self.staging_dir
         if not staging.is_dir():
             return 0
@@ -259,11 +259,15 @@ class Lake:
             if leftover.is_file() and leftover.stat().st_mtime < cutoff:
                 leftover.unlink(missing_ok=True)
                 removed += 1
-            # A killed run's spool: its lock is free. The age rule also spares a spool being created
-            # (its directory exists a moment before its lock is taken).
-            elif leftover.is_dir() and leftover.stat().st_mtime < cutoff and not held(leftover / ALIVE):
-                shutil.rmtree(leftover, ignore_errors=True)
-                removed += 1
+            # A killed run's spool: its lock file exists and is free (the lock file appears already
+            # locked, see hold_new). A directory without one is being created, unless it is old.
+            elif leftover.is_dir():
+                alive = leftover / ALIVE
+                if (alive.exists() and not held(alive)) or (
+                    not alive.exists() and leftover.stat().st_mtime < cutoff
+                ):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed += 1
         return removed
 
 
@@ -275,6 +279,15 @@ def hold(path: Path) -> int:
     """Create ``path`` and hold an exclusive ``flock`` on it until the descriptor is closed."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
+def hold_new(path: Path) -> int:
+    """Create ``path`` already locked: the lock is taken on a file of another name, which is then
+    renamed into place, so nobody ever sees ``path`` unlocked while its holder lives."""
+    pending = path.with_name(f"{path.name}.{uuid.uuid4().hex}")
+    descriptor = hold(pending)
+    os.replace(pending, path)
     return descriptor
 
 

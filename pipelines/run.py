@@ -13,9 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
-from pipelines import warehouse
+from tqdm import tqdm
+
+from pipelines import progress, warehouse
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT, SANDBOX_DEFAULT_KEY, data_dir_from_env
 
@@ -48,6 +52,7 @@ def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path)
         "SYNCTERA_API_KEY": SANDBOX_DEFAULT_KEY,
         "DAGSTER_HOME": str(dagster_home),
         "PYTHONWARNINGS": "ignore",  # Dagster's beta/superseded notices are not the user's concern here
+        "PYTHONUNBUFFERED": "1",  # progress lines as they happen, not when a buffer fills
     }
     command = [
         str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
@@ -55,7 +60,35 @@ def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path)
         "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
         "--config-json", '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}',
     ]  # fmt: skip
-    subprocess.run(command, env=env, cwd=REPO_ROOT, check=True)  # noqa: S603 - our own fixed argv
+    with subprocess.Popen(  # noqa: S603 - our own fixed argv
+        command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as run:
+        assert run.stdout is not None
+        show_progress(run.stdout)
+    if run.returncode:
+        raise subprocess.CalledProcessError(run.returncode, command)
+
+
+def show_progress(lines: Iterable[str]) -> None:
+    """The run's log as it comes, with a progress bar per phase (from its progress lines)."""
+    bars: dict[str, tqdm[NoReturn]] = {}
+    try:
+        for line in lines:
+            found = progress.LINE.search(line)
+            if found is None:
+                tqdm.write(line.rstrip())
+                continue
+            what = found["what"]
+            if what not in bars:
+                bars[what] = tqdm(total=int(found["total"]), desc=what, unit=found["unit"][:-1])
+            bar = bars[what]
+            bar.n = int(found["done"])
+            bar.set_postfix_str(
+                ", ".join(f"{found[k]} {k}" for k in ("rows", "calls") if found[k] is not None)
+            )
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
@@ -74,7 +107,12 @@ def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
         lines.append(
             f"  transaction calls {calls}, windows split {capped}, incomplete account-days {flagged}"
         )
-        lines += ["", "Example query (duckdb -readonly data/warehouse.duckdb):", EXAMPLE_QUERY, ""]
+        lines += [
+            "",
+            f"Example query (duckdb -readonly {data_dir / warehouse.WAREHOUSE}):",
+            EXAMPLE_QUERY,
+            "",
+        ]
         result = connection.execute(EXAMPLE_QUERY)
         names = [d[0] for d in result.description]
         lines.append("  " + " | ".join(f"{n:>18}" for n in names))

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from pipelines.progress import INTERVAL_SECONDS
 from pipelines.synctera import validate_base_url
+from pipelines.synctera.client import MAX_PAGES
 
 LOCAL_SANDBOX_URL = "http://127.0.0.1:8765/v0"
 SANDBOX_DEFAULT_KEY = "sandbox-api-key"
@@ -114,6 +116,8 @@ class IngestSettings:
     ``max_age``: seconds a balance may be old. ``account_concurrency``: accounts fetched at once.
     ``lookback_days``: complete days the daily run re-fetches before yesterday (late postings,
     pending → posted). ``balance_error_threshold``: the share of balance errors the check accepts.
+    ``max_listing_pages``: pages a listing may take before it fails (a server that never ends it).
+    ``progress_seconds``: how often a long run tells its progress in the run log.
     """
 
     max_age: int = 3600
@@ -121,6 +125,8 @@ class IngestSettings:
     account_concurrency: int = 16
     lookback_days: int = 3
     balance_error_threshold: float = 0.25
+    max_listing_pages: int = MAX_PAGES
+    progress_seconds: float = INTERVAL_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -133,6 +139,8 @@ class IngestSettings:
             balance_error_threshold=_float(
                 env, "SYNCTERA_BALANCE_ERROR_THRESHOLD", cls.balance_error_threshold, low=0.0, high=1.0
             ),
+            max_listing_pages=_int(env, "SYNCTERA_MAX_LISTING_PAGES", cls.max_listing_pages, minimum=1),
+            progress_seconds=_float(env, "SYNCTERA_PROGRESS_SECONDS", cls.progress_seconds, low=0.01),
         )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipelines.progress import Progress
 from pipelines.synctera import AsyncSyncteraClient, SyncteraError, last_call_attempts
 from pipelines.synctera.models import TransactionRow
 from pipelines.windows import Outcome, Window, WindowPlanner
@@ -157,6 +158,7 @@ async def fetch_account_transactions(
     *,
     sink: RowSink,
     prior_rate: float | None = None,
+    progress: Progress | None = None,
 ) -> AccountTransactions:
     """All transactions of ``account_id`` dated in ``[start, end)``, given to ``sink`` window by
     window, with the windows that proved them complete."""
@@ -172,6 +174,8 @@ async def fetch_account_transactions(
             raise WindowFetchError(account_id, window, exc) from exc
         attempts = last_call_attempts()
         rows = answer.transactions
+        if progress is not None:
+            progress.advance(calls=1)
         outcome = planner.record(window, _checked_rows(account_id, window, rows))
         record = WindowRecord(account_id, window, len(rows), outcome, attempts, dt.datetime.now(dt.UTC))
         result.windows.append(record)
@@ -188,7 +192,10 @@ async def fetch_account_transactions(
                 len(rows),
             )
             result.flagged_days.append(window.start)
-        sink(account_id, record, _unique(result, seen, window, rows))
+        kept = _unique(result, seen, window, rows)
+        if progress is not None:
+            progress.advance(rows=len(kept))
+        sink(account_id, record, kept)
     return result
 
 
@@ -201,20 +208,24 @@ async def fetch_all_accounts(
     prior_rates: Mapping[str, float],
     concurrency: int,
     sink: RowSink,
+    progress: Progress | None = None,
 ) -> list[AccountTransactions]:
     """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest."""
     slots = asyncio.Semaphore(concurrency)
-    done = 0
 
     async def one(account_id: str) -> AccountTransactions:
-        nonlocal done
         async with slots:
             fetched = await fetch_account_transactions(
-                client, account_id, start, end, sink=sink, prior_rate=prior_rates.get(account_id)
+                client,
+                account_id,
+                start,
+                end,
+                sink=sink,
+                prior_rate=prior_rates.get(account_id),
+                progress=progress,
             )
-        done += 1
-        if done % 50 == 0 or done == len(account_ids):
-            log.info("transactions: %d of %d accounts fetched", done, len(account_ids))
+        if progress is not None:
+            progress.advance(done=1)
         return fetched
 
     try:

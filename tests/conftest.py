@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.balances import build_balances
-from assets.external_accounts import build_external_accounts
+from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from assets.transactions import build_transactions
 from pipelines import warehouse
+from pipelines.ingest.balances import observe_balances
 from pipelines.lake import Lake
 from pipelines.sandbox import RunningSandbox, Sandbox, SandboxConfig, running
 from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SyncteraClient
@@ -88,6 +87,8 @@ class Pipeline:
     partitions: dg.DailyPartitionsDefinition
     assets: list[dg.AssetsDefinition]
     retry_attempts: int = 3
+    last_run_tags: dict[str, str] = field(default_factory=dict)
+    last_run_log: list[str] = field(default_factory=list)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -113,20 +114,33 @@ class Pipeline:
         }
 
     def materialize(
-        self, start: dt.date, end: dt.date, *, synctera: dict[str, object] | None = None, **ingest: object
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        synctera: dict[str, object] | None = None,
+        selection: list[str] | None = None,
+        **ingest: object,
     ) -> dg.ExecuteInProcessResult:
-        """Materialize every asset for the partitions ``start..end`` (inclusive) as one run."""
+        """Materialize every asset (or ``selection``) for the partitions ``start..end`` (inclusive)
+        as one run; the run's tags, as stored at its end, go to ``last_run_tags``, and its log's
+        messages to ``last_run_log``."""
         with dg.DagsterInstance.local_temp(tempdir=str(self.dagster_home)) as instance:
-            return dg.materialize(
+            result = dg.materialize(
                 self.assets,
                 instance=instance,
                 resources=self.resources(synctera, **ingest),
+                selection=selection,
                 tags={
                     "dagster/asset_partition_range_start": start.isoformat(),
                     "dagster/asset_partition_range_end": end.isoformat(),
                 },
                 raise_on_error=False,
             )
+            stored = instance.get_run_by_id(result.run_id)
+            self.last_run_tags = dict(stored.tags) if stored else {}
+            self.last_run_log = [e.user_message for e in instance.all_logs(result.run_id)]
+            return result
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         return warehouse.connect(self.data_dir)
@@ -151,12 +165,7 @@ def make_pipeline(
         partitions = dg.DailyPartitionsDefinition(
             start_date=(utc_today() - dt.timedelta(days=300)).isoformat(), timezone="UTC"
         )
-        external_accounts = build_external_accounts(partitions)
-        assets = [
-            external_accounts,
-            build_transactions(partitions, external_accounts),
-            build_balances(partitions, external_accounts),
-        ]
+        assets = build_assets(partitions)
         root = tmp_path / f"pipeline-{made}"
         (root / "dagster_home").mkdir(parents=True)
         return Pipeline(server, root / "data", root / "dagster_home", api_key, partitions, assets)
@@ -205,3 +214,21 @@ def assert_matches_ground_truth(pipeline: Pipeline, start: dt.date, end: dt.date
     uncapped = {k: v for k, v in truth.items() if k not in capped}
     assert {k: v for k, v in got.items() if k not in capped} == uncapped
     return capped
+
+
+def observe_balances_on(
+    server: RunningSandbox, lake: Lake, account_ids: list[str], days: list[dt.date]
+) -> None:
+    """Balances observed at 02:30 UTC on each of ``days``, as that day's daily run would have taken
+    them (the sandbox's today moved to each day); its today is left at the last one."""
+    for day in days:
+        server.sandbox.today = day
+        observe_balances(
+            lambda: AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, retry=FAST_RETRY),
+            lake,
+            account_ids,
+            max_age=10**9,
+            run_id=f"daily-{day}",
+            emit=lambda _: None,
+            clock=lambda day=day: dt.datetime.combine(day, dt.time(2, 30), dt.UTC),  # type: ignore[misc]
+        )

@@ -175,6 +175,11 @@ def test_access_and_link_tokens_are_created(client: SyncteraClient) -> None:
         {"customer_id": customer, "vendor_institution_id": "ins_1", "vendor_public_token": "public-sandbox-1"}
     )
     assert access.vendor_access_token and access.request_id
+    # The spec's deprecated alias for customer_id names the customer on its own.
+    aliased = client.create_access_token(
+        {"vendor_customer_id": customer, "vendor_institution_id": "ins_1", "vendor_public_token": "p-2"}
+    )
+    assert aliased.vendor_access_token and aliased.customer_id == customer  # the sandbox read the alias
     link = client.create_verification_link_token(
         {
             "customer_id": customer,

@@ -75,6 +75,34 @@ def test_a_token_cycle_is_an_error_not_an_endless_loop() -> None:
         list(_client(handler).iter_external_accounts())
 
 
+def test_a_listing_that_never_ends_is_cut_at_max_pages_with_a_named_error() -> None:
+    served = 0
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        nonlocal served
+        served += 1  # a new token every time: no cycle to detect
+        return _json(
+            {"external_accounts": [{**ACCOUNT, "id": f"acc-{served}"}], "next_page_token": f"t{served}"}
+        )
+
+    with pytest.raises(PaginationError, match=r"did not end after 25 pages \(max_pages\)"):
+        list(_client(endless).iter_external_account_pages(max_pages=25))
+    assert served == 25
+
+
+def test_requests_accept_the_problem_json_the_spec_documents_for_errors() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["accept"])
+        return _json({"status": 404, "title": "Not Found"}, 404, "application/problem+json")
+
+    with pytest.raises(ApiError):
+        _client(handler).get_external_account("acc-1")
+    accepted = {kind.strip() for kind in seen[0].split(",")}
+    assert {"application/json", "application/problem+json"} <= accepted
+
+
 def test_an_empty_token_is_an_error() -> None:
     with pytest.raises(PaginationError, match="empty"):
         list(_client(_pages([""])).iter_external_accounts())

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import random
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -101,21 +105,87 @@ def test_views_answer_from_any_directory_and_exist_before_any_data(
         connection.close()
 
 
-def test_the_warehouse_opens_with_the_duckdb_command_from_the_repository_root(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _every_view_answers_in_the_duckdb_cli(warehouse_file: Path, cwd: Path) -> dict[str, int]:
+    """Row counts of every view, through the DuckDB command-line client (duckdb-cli 1.5, an older
+    line than the library that wrote the file), run from ``cwd``."""
+    cli = Path(sys.executable).parent / "duckdb"
+    assert cli.exists(), "the DuckDB CLI (dev dependency duckdb-cli) is installed beside python"
+    sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in lake_module.TABLES)  # noqa: S608
+    finished = subprocess.run(
+        [str(cli), "-readonly", "-csv", "-noheader", str(warehouse_file), "-c", sql],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return {name: int(count) for name, count in csv.reader(finished.stdout.splitlines())}
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_the_warehouse_opens_from_any_directory_and_any_duckdb_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
 ) -> None:
-    """``duckdb data/warehouse.duckdb`` from the directory that holds ``data``: paths are relative to it."""
     import duckdb
 
-    store = Lake(tmp_path / "data")
+    (tmp_path / "srv").mkdir()
+    monkeypatch.chdir(tmp_path / "srv")
+    root = Path("synctera") if relative else tmp_path / "srv" / "synctera"  # relative: to the working dir
+    store = Lake(root)
     store.replace_partition("transactions", DAY, _rows(DAY, 2))
     warehouse.refresh_views(store)
-    monkeypatch.chdir(tmp_path)
-    connection = duckdb.connect("data/warehouse.duckdb", read_only=True)
+    elsewhere = tmp_path / "home" / "notebooks"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    file = tmp_path / "srv" / "synctera" / warehouse.WAREHOUSE
+    connection = duckdb.connect(str(file), read_only=True)  # plain duckdb, not our connect()
     try:
+        for table in lake_module.TABLES:
+            connection.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
         assert connection.execute("SELECT count(*) FROM transactions").fetchone() == (2,)
     finally:
         connection.close()
+    counts = _every_view_answers_in_the_duckdb_cli(file, elsewhere)
+    assert counts == {"external_accounts": 0, "balances": 0, "transactions": 2, "transaction_windows": 0}
+
+
+def test_a_moved_data_directory_is_made_right_by_one_command(tmp_path: Path) -> None:
+    store = Lake(tmp_path / "old" / "data")
+    store.replace_partition("transactions", DAY, _rows(DAY, 3))
+    warehouse.refresh_views(store)
+    moved = tmp_path / "new" / "data"
+    moved.parent.mkdir()
+    store.root.rename(moved)
+    with pytest.raises(duckdb.IOException, match="No files found"):
+        _count_transactions(moved)  # the views still name the old place
+    finished = subprocess.run(
+        [sys.executable, "-m", "pipelines.warehouse", str(moved)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert _count_transactions(moved) == 3
+    assert _every_view_answers_in_the_duckdb_cli(moved / warehouse.WAREHOUSE, tmp_path)["transactions"] == 3
+
+
+def _count_transactions(data_dir: Path) -> int:
+    connection = warehouse.connect(data_dir)
+    try:
+        (count,) = connection.execute("SELECT count(*) FROM transactions").fetchone() or (0,)
+        return int(count)
+    finally:
+        connection.close()
+
+
+def test_a_data_directory_duckdb_would_read_as_a_glob_is_refused_naming_it(tmp_path: Path) -> None:
+    store = Lake(tmp_path / "data[1]")
+    store.replace_partition("transactions", DAY, _rows(DAY, 1))
+    with pytest.raises(warehouse.WarehousePathError, match=r"data\[1\].*SYNCTERA_DATA_DIR"):
+        warehouse.refresh_views(store)
 
 
 def test_an_analyst_holding_the_warehouse_open_does_not_block_a_refresh(
@@ -196,7 +266,7 @@ def test_rows_without_a_date_or_outside_the_days_replaced_are_refused(tmp_path: 
 
 
 def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path: Path) -> None:
-    from assets.transactions import _duplicate_keys
+    from pipelines.ingest.transactions import duplicate_keys as _duplicate_keys
 
     store = Lake(tmp_path)
     first = store.replace_partition("transactions", DAY, _rows(DAY, 3))

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import pytest
 
 from assets.schedules import build_daily_schedule
 from pipelines import warehouse
+from pipelines.ingest.listing import latest_accounts
 from pipelines.sandbox.process import sandbox_process
+from pipelines.sandbox.world import DRIFT_CENTS
 from pipelines.settings import REPO_ROOT, ConfigError, resolve_api_key
 from pipelines.synctera import SyncteraClient
 
-from .conftest import Pipeline, assert_matches_ground_truth, utc_today, warehouse_rows
+from .conftest import Pipeline, assert_matches_ground_truth, observe_balances_on, utc_today, warehouse_rows
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -27,6 +30,15 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     events = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
     assert events, f"{asset} was not materialized"
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def _partition_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict[str, Any]]:
+    """Each partition's materialization metadata, by partition key."""
+    return {
+        str(e.materialization.partition): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == [asset]
+    }
 
 
 def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
@@ -52,14 +64,51 @@ def test_backfill_equals_ground_truth_except_flagged_days(pipeline: Pipeline) ->
     assert reported == capped
     assert _check(result, "unique_transaction_keys").passed
 
-    meta = _metadata(result, "transactions")
-    assert meta["incomplete_days"] == len(capped)
-    assert meta["transaction_calls"] >= len(pipeline.sandbox.accounts())
-    assert meta["api_retries"] == 0
     ledger = warehouse_rows(
         pipeline, "SELECT count(*), count(*) FILTER (outcome = 'flagged') FROM transaction_windows"
     )
-    assert ledger == [(meta["transaction_calls"], len(capped))]
+    tags = pipeline.last_run_tags
+    assert ledger == [(int(tags["synctera/transaction_calls"]), len(capped))]
+    assert int(tags["synctera/incomplete_account_days"]) == len(capped)
+    assert int(tags["synctera/transaction_calls"]) >= len(pipeline.sandbox.accounts())
+    assert tags["synctera/api_retries"] == "0"
+
+
+def test_each_partition_carries_its_own_days_figures(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    start = end - 29 * ONE_DAY
+    result = pipeline.materialize(start, end)
+    assert result.success
+    by_day = _partition_metadata(result, "transactions")
+    assert sorted(by_day) == [(start + n * ONE_DAY).isoformat() for n in range(30)]
+    truth = {
+        day.isoformat(): (rows, accounts)
+        for day, rows, accounts in warehouse_rows(
+            pipeline, "SELECT date, count(*), count(DISTINCT account_id) FROM transactions GROUP BY date"
+        )
+    }
+    flagged = warehouse_rows(
+        pipeline, "SELECT start_date, account_id FROM transaction_windows WHERE outcome = 'flagged'"
+    )
+    proving = dict(
+        warehouse_rows(
+            pipeline,
+            "SELECT d.day, count(*) FROM transaction_windows w, "
+            "(SELECT unnest(range(?::DATE, ?::DATE + 1, INTERVAL 1 DAY))::DATE AS day) d "
+            "WHERE w.outcome = 'complete' AND d.day >= w.start_date AND d.day < w.end_date GROUP BY d.day",
+            [start, end],
+        )
+    )
+    for day, meta in by_day.items():
+        rows, accounts = truth.get(day, (0, 0))
+        assert (meta["rows_written"], meta["accounts_with_rows"]) == (rows, accounts), day
+        assert meta["windows_complete"] == proving.get(dt.date.fromisoformat(day), 0), day
+        on_day = sorted(a for d, a in flagged if d.isoformat() == day)
+        assert meta["incomplete_accounts"] == len(on_day), day
+        assert meta["incomplete_account_ids"] == (", ".join(on_day) or "none"), day
+    assert len({m["rows_written"] for m in by_day.values()}) > 1, "days differ: not one run total repeated"
+    assert "transaction_calls" not in next(iter(by_day.values())), "run totals are on the run, once"
+    assert int(pipeline.last_run_tags["synctera/transactions_rows"]) == sum(r for r, _ in truth.values())
 
 
 def test_a_rerun_leaves_identical_data(pipeline: Pipeline) -> None:
@@ -118,15 +167,38 @@ def test_balance_failures_are_rows_not_run_failures(pipeline: Pipeline) -> None:
     assert meta["errors"] == sum(1 for r in rows if r[2] is not None) > 0
 
 
-def test_a_backfill_of_past_partitions_records_no_balances(pipeline: Pipeline) -> None:
+def test_the_listing_and_balances_are_observations_of_now_not_past_partitions(pipeline: Pipeline) -> None:
     end = utc_today() - 10 * ONE_DAY
     result = pipeline.materialize(end - ONE_DAY, end)
     assert result.success
-    meta = _metadata(result, "balances")
-    assert meta["balances_observed"] == 0
-    assert "live-only" in meta["skipped"]
-    assert warehouse_rows(pipeline, "SELECT count(*) FROM balances") == [(0,)]
-    assert warehouse_rows(pipeline, "SELECT count(*) FROM transactions")[0][0] > 0
+    events = result.get_asset_materialization_events()
+    partitions = {(e.asset_key.path[0], e.materialization.partition) for e in events}
+    assert partitions == {
+        ("external_accounts", None),
+        ("balances", None),
+        ("report", None),
+        ("transactions", (end - ONE_DAY).isoformat()),
+        ("transactions", end.isoformat()),
+    }
+    observed = warehouse_rows(
+        pipeline, "SELECT DISTINCT date FROM balances UNION SELECT date FROM external_accounts"
+    )
+    assert observed == [(utc_today(),)], "observations are filed under the day they were taken"
+    assert pipeline.lake.partitions("transactions") == [end - ONE_DAY, end]
+
+
+def test_a_transactions_backfill_alone_on_a_fresh_lake_takes_the_listing_first(pipeline: Pipeline) -> None:
+    end = utc_today() - ONE_DAY
+    result = pipeline.materialize(end - 2 * ONE_DAY, end, selection=["transactions"])
+    assert result.success
+    listed = {a["id"] for a in pipeline.sandbox.accounts()}
+    snapshot = {r[0] for r in warehouse_rows(pipeline, "SELECT account_id FROM external_accounts")}
+    assert snapshot == listed
+    recorded = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["external_accounts"]
+    ]
+    assert len(recorded) == 1 and recorded[0].materialization.metadata["accounts"].value == len(listed)
+    assert_matches_ground_truth(pipeline, end - 2 * ONE_DAY, end)
 
 
 def test_schedule_asks_for_yesterday_and_the_lookback_in_one_run(pipeline: Pipeline) -> None:
@@ -240,3 +312,31 @@ def test_an_account_that_leaves_the_listing_keeps_its_ingested_history(pipeline:
     assert (
         dict(warehouse_rows(pipeline, "SELECT account_id, count(*) FROM transactions GROUP BY ALL")) == counts
     )
+
+
+def test_the_reconciliation_check_runs_after_each_run_and_names_a_drifting_account(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline(drift_account=9)
+    drifting = next(p for p in pipeline.sandbox.world.profiles.values() if p.index == 9)
+    assert not drifting.vendor_times_out and not drifting.requires_max_age
+    first = pipeline.materialize(utc_today() - 12 * ONE_DAY, utc_today() - 11 * ONE_DAY)
+    assert first.success
+    check = _check(first, "balances_reconcile_with_transactions")
+    assert check.passed and check.description.startswith("No account has two error-free")
+
+    # Two earlier days' observations, as the daily runs of those days would have taken them.
+    account_ids, _ = latest_accounts(pipeline.lake)
+    observe_balances_on(
+        pipeline.server, pipeline.lake, account_ids, [utc_today() - 8 * ONE_DAY, utc_today() - 6 * ONE_DAY]
+    )
+    pipeline.sandbox.today = utc_today()
+    end = utc_today() - ONE_DAY
+    second = pipeline.materialize(end - 9 * ONE_DAY, end, max_age=10**9)
+    check = _check(second, "balances_reconcile_with_transactions")
+    assert not check.passed
+    wrong = check.metadata["accounts_not_reconciling"].value
+    assert [(m["account_id"], m["difference"]) for m in wrong] == [(drifting.id, 2 * DRIFT_CENTS)]
+    assert check.metadata["reconciled"].value > 10, "the other accounts' settled changes reconcile"
+    assert check.metadata["waiting_to_settle"].value > 0, "today's change waits for its days to settle"
+    assert drifting.id in check.description

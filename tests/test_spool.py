@@ -75,18 +75,23 @@ def test_rows_outside_the_range_or_of_another_schema_are_refused(tmp_path: Path)
             spool.add(_table([START], "x").drop_columns(["extra"]))
 
 
-def test_a_dead_spool_is_cleared_and_a_live_one_is_not(tmp_path: Path) -> None:
+def test_a_dead_spool_is_cleared_at_once_and_a_live_one_is_not(tmp_path: Path) -> None:
+    """A cancelled or killed run's spool goes with the next run, however young; a live one stays."""
     lake = Lake(tmp_path)
     live = DateSpool(lake.staging_dir, TRANSACTIONS, START, START + dt.timedelta(days=3))
+    assert [p.name for p in live.directory.iterdir()] == [".alive"], "the lock file appears already locked"
     dead = lake.staging_dir / "spool-killed"
     dead.mkdir()
-    (dead / ".alive").touch()  # its process died, so nobody holds the lock
+    (dead / ".alive").touch()  # its process died a moment ago, so nobody holds the lock
     (dead / "block-00000.arrows").write_bytes(b"partial")
-    two_hours_ago = time.time() - 7200
-    os.utime(dead, (two_hours_ago, two_hours_ago))
-    starting = lake.staging_dir / "spool-starting"  # created a moment before its lock is taken
+    starting = lake.staging_dir / "spool-starting"  # a directory whose lock file is not there yet
     starting.mkdir()
-    assert lake.clear_staging() == 1
-    assert live.directory.is_dir() and starting.is_dir() and not dead.exists()
+    abandoned = lake.staging_dir / "spool-abandoned"  # the same, but hours old: its process died
+    abandoned.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    assert lake.clear_staging() == 2
+    assert live.directory.is_dir() and starting.is_dir()
+    assert not dead.exists() and not abandoned.exists()
     live.discard()
     assert not live.directory.exists()

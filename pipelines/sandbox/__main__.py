@@ -69,6 +69,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument("--retry-after", type=int, default=1, help="seconds a 429 asks the client to wait")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault")
     parser.add_argument("--huge-bytes", type=int, default=80 * 1024 * 1024, help="padding of a 'huge' answer")
+    parser.add_argument(
+        "--drift-account", type=int, default=None, metavar="INDEX",
+        help="this account's balance drifts from its transactions (the reconciliation check fails on it)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     try:
@@ -85,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
             retry_after_seconds=args.retry_after,
             slow_seconds=args.slow_seconds,
             huge_bytes=args.huge_bytes,
+            drift_account=args.drift_account,
         )
     except ValueError as exc:
         parser.error(str(exc))

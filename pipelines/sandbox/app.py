@@ -107,7 +107,7 @@ class Sandbox:
         ]
 
     def true_balance(self, account_id: str) -> dict[str, Any]:
-        return self.world.balance(account_id, now=dt.datetime.now(dt.UTC))
+        return self.world.balance(account_id, now=dt.datetime.now(dt.UTC), today=self.today)
 
     def accounts(self, *, include_history: bool = False) -> list[dict[str, Any]]:
         return [a for a in self.store.all() if include_history or a["status"] != "DELETED"]

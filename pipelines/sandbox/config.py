@@ -65,7 +65,8 @@ class SandboxConfig:
     and plants days of exactly 499, 500 and over 500 transactions; ``light`` has a few per day;
     ``heavy`` has hundreds; ``empty`` has none. ``latency`` maps an endpoint name to seconds per call;
     ``fault_rates`` maps a fault kind to its probability per request (independently on every request,
-    retries included), restricted to ``fault_endpoints`` when given.
+    retries included), restricted to ``fault_endpoints`` when given. ``drift_account`` (an account's
+    index) breaks that account's balance: it moves each day by more than its transactions.
     """
 
     seed: int = 7
@@ -81,6 +82,7 @@ class SandboxConfig:
     slow_seconds: float = 2.0
     huge_bytes: int = 80 * 1024 * 1024
     pending_days: int = 2
+    drift_account: int | None = None  # this account's balance drifts from its transactions
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latency", _frozen(self.latency))

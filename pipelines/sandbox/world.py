@@ -79,6 +79,9 @@ def _base62(value: int, width: int) -> str:
     return "".join(chars)
 
 
+DRIFT_CENTS = 1_234
+"""How far the drifting account's balance moves each day, apart from its transactions."""
+
 MAX_POSTING_LAG = 2
 """Days a transaction may post after its date; older days are complete."""
 
@@ -110,6 +113,7 @@ class World:
         self.accounts: list[dict[str, Any]] = []
         self._counts: dict[str, np.ndarray] = {}
         self._counts_lock = threading.Lock()
+        self._nets: dict[tuple[str, dt.date], int] = {}
         customers = [self._customer(i) for i in range(max(1, config.accounts // 2))]
         for index in range(config.accounts):
             profile, record = self._account(index, customers)
@@ -261,22 +265,38 @@ class World:
         """
         if day > today:
             return []
+        pending = (today - day).days < self.config.pending_days
+        generated, twin_ids = self._generated(account_id, day, pending)
+        rows = [row for lag, row in generated if (today - day).days >= lag]
+        # Some ids differ only by case: transaction_id is case-sensitive and both are real.
+        if len(rows) >= 2 and twin_ids:
+            rows[1]["transaction_id"] = rows[0]["transaction_id"].swapcase()
+        return rows
+
+    def _generated(
+        self, account_id: str, day: dt.date, pending: bool
+    ) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """Every transaction dated ``day``, visible yet or not, with its posting lag in days; and
+        whether the day has two ids that differ only by case."""
         count = self.generated_count(account_id, day)
         if count == 0:
-            return []
+            return [], False
         profile = self.profiles[account_id]
         rng = random.Random(stable_int(self.seed, "day", profile.index, day.toordinal()))
-        pending = (today - day).days < self.config.pending_days
         rows = []
         for _ in range(count):
             lag = 0 if rng.random() < 0.92 else rng.randint(1, MAX_POSTING_LAG)
-            row = self._transaction(rng, day, profile.currency, pending)
-            if (today - day).days >= lag:
-                rows.append(row)
-        # Some ids differ only by case: transaction_id is case-sensitive and both are real.
-        if len(rows) >= 2 and rng.random() < 0.03:
-            rows[1]["transaction_id"] = rows[0]["transaction_id"].swapcase()
-        return rows
+            rows.append((lag, self._transaction(rng, day, profile.currency, pending)))
+        return rows, rng.random() < 0.03
+
+    def day_net(self, account_id: str, day: dt.date) -> int:
+        """The sum of the amounts of every transaction dated ``day`` (positive is money out)."""
+        key = (account_id, day)
+        net = self._nets.get(key)
+        if net is None:
+            net = sum(row["amount"] for _, row in self._generated(account_id, day, pending=False)[0])
+            self._nets[key] = net
+        return net
 
     def _transaction(self, rng: random.Random, day: dt.date, currency: str, pending: bool) -> dict[str, Any]:
         income = rng.random() < 0.12
@@ -304,11 +324,28 @@ class World:
 
     # --- balances ------------------------------------------------------------------------------
 
-    def balance(self, account_id: str, *, now: dt.datetime) -> dict[str, Any]:
-        """The account's balance as the vendor last reported it, ``balance_age_seconds`` before now."""
+    def balance(self, account_id: str, *, now: dt.datetime, today: dt.date) -> dict[str, Any]:
+        """The account's balance on ``today``, as the vendor last reported it ``balance_age_seconds``
+        before ``now``.
+
+        ``current`` is the ledger at the close of the day before ``today``: every transaction dated
+        before ``today``, by its date (posted transactions carry their posting date), moves it. On a
+        deposit account money out lowers it; on a credit card, where ``current`` is what is owed, it
+        raises it. It is anchored at start-up's today, so only the days between cost any work.
+        The account ``config.drift_account`` drifts by ``DRIFT_CENTS`` a day: a balance that does not
+        reconcile with its transactions.
+        """
         profile = self.profiles[account_id]
         rng = random.Random(stable_int(self.seed, "balance", profile.index))
-        current = rng.randrange(-50_000, 5_000_000)
+        anchor = rng.randrange(-50_000, 5_000_000)
+        owed = profile.type == "CREDIT_CARD"
+        if today >= self.today:
+            moved = sum(self.day_net(account_id, d) for d in _days(self.today, today))
+        else:
+            moved = -sum(self.day_net(account_id, d) for d in _days(today, self.today))
+        current = anchor + (moved if owed else -moved)
+        if profile.index == self.config.drift_account:
+            current += DRIFT_CENTS * (today - self.today).days
         record: dict[str, Any] = {
             "currency": profile.currency,
             "current": current,
@@ -318,6 +355,10 @@ class World:
             "last_updated_time_vendor": _iso(now - dt.timedelta(seconds=profile.balance_age_seconds)),
             "transactions_last_updated_time": _iso(now - dt.timedelta(seconds=rng.randrange(60, 7200))),
         }
-        if profile.type == "CREDIT_CARD":
+        if owed:
             record["limit"] = rng.randrange(1, 50) * 100_000
         return record
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((end - start).days)]

@@ -64,6 +64,11 @@ def validate_base_url(base_url: str) -> httpx.URL:
     return url
 
 
+MAX_PAGES = 100_000
+"""Pages one listing may take: ten million accounts at 100 a page. A server that keeps returning new
+tokens past it is broken, not large."""
+
+
 class PageCursor:
     """Follows ``next_page_token`` to the end, refusing any token already followed in this listing.
 
@@ -72,7 +77,8 @@ class PageCursor:
     absent token ends a listing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_pages: int = MAX_PAGES) -> None:
+        self.max_pages = max_pages
         self.token: str | None = None
         self.done = False
         self.pages = 0
@@ -86,6 +92,11 @@ class PageCursor:
             return
         if token == "":
             raise PaginationError(f"page {self.pages} returned an empty next_page_token")
+        if self.pages >= self.max_pages:
+            raise PaginationError(
+                f"the listing did not end after {self.pages} pages (max_pages): the server keeps "
+                "returning new next_page_tokens"
+            )
         if token in self._seen:
             raise PaginationError(
                 f"page {self.pages} returned next_page_token {token!r}, already followed in this "
@@ -135,7 +146,7 @@ class _ClientCore:
             "limits": httpx.Limits(
                 max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
             ),
-            "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+            "headers": {"User-Agent": USER_AGENT, "Accept": "application/json, application/problem+json"},
         }
 
     def _conversation(self, op: Operation[T]) -> Conversation[T]:
@@ -291,10 +302,14 @@ class SyncteraClient(_ClientCore):
             return body.response(response)
 
     def iter_external_account_pages(
-        self, *, limit: int = operations.MAX_PAGE_SIZE, **filters: Unpack[AccountFilters]
+        self,
+        *,
+        limit: int = operations.MAX_PAGE_SIZE,
+        max_pages: int = MAX_PAGES,
+        **filters: Unpack[AccountFilters],
     ) -> Iterator[models.ExternalAccountsList]:
         """Every page of ``list_external_accounts``, to the last one (no ``next_page_token``)."""
-        cursor = PageCursor()
+        cursor = PageCursor(max_pages)
         while not cursor.done:
             page = self.list_external_accounts(**filters, limit=limit, page_token=cursor.token)
             cursor.advance(page)
@@ -403,10 +418,14 @@ class AsyncSyncteraClient(_ClientCore):
             return body.response(response)
 
     async def iter_external_account_pages(
-        self, *, limit: int = operations.MAX_PAGE_SIZE, **filters: Unpack[AccountFilters]
+        self,
+        *,
+        limit: int = operations.MAX_PAGE_SIZE,
+        max_pages: int = MAX_PAGES,
+        **filters: Unpack[AccountFilters],
     ) -> AsyncIterator[models.ExternalAccountsList]:
         """Every page of ``list_external_accounts``, to the last one (no ``next_page_token``)."""
-        cursor = PageCursor()
+        cursor = PageCursor(max_pages)
         while not cursor.done:
             page = await self.list_external_accounts(**filters, limit=limit, page_token=cursor.token)
             cursor.advance(page)

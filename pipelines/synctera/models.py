@@ -285,9 +285,12 @@ class ForOneCustomer(ApiRequest):
     business_id: str | None = None
     customer_id: str | None = None
 
+    def _personal_customer(self) -> str | None:
+        return self.customer_id
+
     @model_validator(mode="after")
     def _exactly_one_customer(self) -> ForOneCustomer:
-        if (self.customer_id is None) == (self.business_id is None):
+        if (self._personal_customer() is None) == (self.business_id is None):
             raise ValueError("exactly one of customer_id or business_id must be given")
         return self
 
@@ -368,6 +371,10 @@ class AddVendorAccountsRequest(ForOneCustomer):
 class AccessTokenRequest(ForOneCustomer):
     vendor_institution_id: NonEmpty
     vendor_public_token: str
+    vendor_customer_id: str | None = None  # the spec's deprecated alias for customer_id
+
+    def _personal_customer(self) -> str | None:
+        return self.customer_id or self.vendor_customer_id
 
 
 class LinkTokenRequest(ForOneCustomer):
