@@ -6,7 +6,15 @@ observation of now, filed in the lake under the UTC date observed (the history s
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, Stopwatch, api_metadata, markdown_preview, refuse_a_bad_run_range
+from assets.common import (
+    GROUP,
+    SINGLE_RUN,
+    Stopwatch,
+    api_metadata,
+    cancellation,
+    markdown_preview,
+    refuse_a_bad_run_range,
+)
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines.ingest.balances import observe_balances
 from pipelines.ingest.listing import latest_accounts
@@ -51,6 +59,7 @@ def build_balances(
             run_id=context.run.run_id,
             emit=context.log.info,
             progress_seconds=ingest.progress_seconds,
+            cancelled=cancellation(context),
         )
         for account_id, why in summary.errors[:20]:
             context.log.warning(f"balance of {account_id} unavailable: {why}")

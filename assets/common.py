@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
@@ -54,6 +54,17 @@ def refuse_a_bad_run_range(context: dg.AssetExecutionContext, daily: dg.Partitio
     end = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
     if start and end:
         _check_range(daily, start, end)
+
+
+def cancellation(context: dg.AssetExecutionContext) -> Callable[[], bool]:
+    """Whether this run is being cancelled (the UI's Terminate or Cancel backfill, the CLI's)."""
+    instance, run_id = context.instance, context.run.run_id
+
+    def cancelled() -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+    return cancelled
 
 
 def api_metadata(stats: StatsSnapshot) -> dict[str, Any]:

@@ -8,7 +8,15 @@ from typing import Any
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, Stopwatch, api_metadata, markdown_preview, refuse_a_bad_run_range
+from assets.common import (
+    GROUP,
+    SINGLE_RUN,
+    Stopwatch,
+    api_metadata,
+    cancellation,
+    markdown_preview,
+    refuse_a_bad_run_range,
+)
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines.ingest.listing import ListingSummary, take_listing
 
@@ -68,6 +76,7 @@ def build_external_accounts(daily: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             max_pages=ingest.max_listing_pages,
             run_id=context.run.run_id,
             emit=context.log.info,
+            cancelled=cancellation(context),
         )
         return dg.MaterializeResult(
             metadata={**listing_metadata(summary), **clock.metadata()},

@@ -11,7 +11,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, Stopwatch, run_dates, tag_run
+from assets.common import GROUP, SINGLE_RUN, Stopwatch, cancellation, run_dates, tag_run
 from assets.external_accounts import listing_metadata
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
@@ -107,6 +107,7 @@ def build_transactions(
                 max_pages=ingest.max_listing_pages,
                 run_id=context.run.run_id,
                 emit=context.log.info,
+                cancelled=cancellation(context),
             )
             context.log_event(
                 dg.AssetMaterialization("external_accounts", metadata=listing_metadata(listing))
@@ -123,6 +124,7 @@ def build_transactions(
             run_id=context.run.run_id,
             emit=context.log.info,
             progress_seconds=ingest.progress_seconds,
+            cancelled=cancellation(context),
         )
         if summary.flagged:
             # One event, not one per account-day: at a year of 2,000 accounts there are about a

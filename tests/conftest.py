@@ -191,22 +191,33 @@ def assert_matches_ground_truth(pipeline: Pipeline, start: dt.date, end: dt.date
 
     Returns the capped account-days: there the warehouse must hold exactly 500 true rows.
     """
+    return assert_warehouse_matches(pipeline.sandbox, pipeline.data_dir, start, end)
+
+
+def assert_warehouse_matches(
+    sandbox: Sandbox, data_dir: Path, start: dt.date, end: dt.date
+) -> set[tuple[str, dt.date]]:
+    """``assert_matches_ground_truth`` for any warehouse and any sandbox (one in another process
+    has the same data as one made here from the same arguments)."""
     days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-    account_ids = [a["id"] for a in pipeline.sandbox.accounts()]
+    account_ids = [a["id"] for a in sandbox.accounts()]
     truth: dict[tuple[str, dt.date], dict[str, int]] = {}
     for account_id in account_ids:
         for day in days:
-            rows = pipeline.sandbox.true_transactions(account_id, day)
+            rows = sandbox.true_transactions(account_id, day)
             if rows:
                 truth[(account_id, day)] = {t["transaction_id"]: t["amount"] for t in rows}
     got: dict[tuple[str, dt.date], dict[str, int]] = {}
-    rows = warehouse_rows(
-        pipeline,
-        "SELECT account_id, date, transaction_id, amount FROM transactions WHERE date BETWEEN ? AND ?",
-        [start, end],
-    )
+    connection = warehouse.connect(data_dir)
+    try:
+        rows = connection.execute(
+            "SELECT account_id, date, transaction_id, amount FROM transactions WHERE date BETWEEN ? AND ?",
+            [start, end],
+        ).fetchall()
+    finally:
+        connection.close()
     for account_id, day, transaction_id, amount in rows:
-        got.setdefault((account_id, day), {})[transaction_id] = amount  # type: ignore[index]
+        got.setdefault((account_id, day), {})[transaction_id] = amount
     assert sum(len(v) for v in got.values()) == len(rows), "no (account_id, transaction_id) twice"
     capped = {key for key, value in truth.items() if len(value) >= 500}
     for key in capped:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipelines import records
-from pipelines.ingest import ClientFactory, Emit
+from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.lake import Lake, split_by_date
 from pipelines.progress import INTERVAL_SECONDS, Progress
 from pipelines.records import BalanceObservation
@@ -65,6 +65,7 @@ def observe_balances(
     emit: Emit,
     clock: Clock = utc_now,
     progress_seconds: float = INTERVAL_SECONDS,
+    cancelled: Cancelled | None = None,
 ) -> BalancesSummary:
     """Observe every account's balance concurrently (the client bounds requests in flight);
     ``clock`` says when each answer came (tests replay earlier days with it)."""
@@ -80,7 +81,7 @@ def observe_balances(
             observations = await asyncio.gather(*(one(api, a) for a in account_ids))
             return list(observations), api.stats_snapshot()
 
-    observations, stats = asyncio.run(fetch())
+    observations, stats = run_cancellable(fetch(), cancelled, what="balances")
     table = records.balances_table(observations, run_id=run_id)
     with publishing(lake, TABLE):
         # Per day, only the accounts observed that day are replaced: a run that crosses midnight

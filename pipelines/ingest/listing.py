@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import records
-from pipelines.ingest import ClientFactory, Emit
+from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.lake import Lake
 from pipelines.synctera import StatsSnapshot
 from pipelines.synctera.client import MAX_PAGES
@@ -44,6 +43,7 @@ def take_listing(
     run_id: str,
     emit: Emit,
     max_pages: int = MAX_PAGES,
+    cancelled: Cancelled | None = None,
 ) -> ListingSummary:
     """Page the listing to the end and write it as the snapshot of the UTC day observed."""
 
@@ -61,7 +61,7 @@ def take_listing(
                 emit(f"external_accounts: page {pages}, {len(seen)} accounts so far")
             return list(seen.values()), pages, repeats, api.stats_snapshot()
 
-    accounts, pages, repeats, stats = asyncio.run(listing())
+    accounts, pages, repeats, stats = run_cancellable(listing(), cancelled, what="external_accounts")
     observed_at = dt.datetime.now(dt.UTC)
     table = records.accounts_table(accounts, observed_at=observed_at, run_id=run_id)
     with publishing(lake, TABLE):

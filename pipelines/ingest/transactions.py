@@ -7,7 +7,6 @@ ledger, then the views are refreshed. Each day's own figures are kept for its pa
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import tempfile
 from collections import Counter
@@ -19,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines import ledger, records
-from pipelines.ingest import ClientFactory, Emit
+from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.lake import TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
@@ -116,6 +115,7 @@ def ingest_transactions(
     run_id: str,
     emit: Emit,
     progress_seconds: float = INTERVAL_SECONDS,
+    cancelled: Cancelled | None = None,
 ) -> TransactionsSummary:
     """Fetch every account's transactions dated in ``[start, end)`` and replace those partitions."""
     lake.clear_staging()
@@ -158,7 +158,7 @@ def ingest_transactions(
                 )
                 return results, api.stats_snapshot()
 
-        results, stats = asyncio.run(fetch())
+        results, stats = run_cancellable(fetch(), cancelled, what="transactions")
         release_free_memory()  # the fetch's freed rows, before the write phase allocates its own
         windows = [w for r in results for w in r.windows]
         emit(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")

@@ -1,0 +1,51 @@
+"""A run asked to stop while it fetches stops within about a second and writes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.ingest import RunCancelled
+from pipelines.ingest.listing import latest_accounts, take_listing
+from pipelines.ingest.transactions import ingest_transactions
+from pipelines.lake import STAGING, Lake
+from pipelines.sandbox import RunningSandbox
+from pipelines.synctera import AsyncSyncteraClient
+
+from .conftest import FAST_RETRY, utc_today
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def test_a_cancelled_fetch_stops_promptly_and_writes_nothing(
+    start_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    server = start_sandbox(today=None, accounts=12, latency={"transactions": 0.5})
+
+    def client() -> AsyncSyncteraClient:
+        return AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, retry=FAST_RETRY)
+
+    lake = Lake(tmp_path / "data")
+    take_listing(client, lake, include_history=False, run_id="listing", emit=lambda _: None)
+    account_ids, snapshot_day = latest_accounts(lake)
+    asked_at = time.monotonic() + 1.2
+    with pytest.raises(RunCancelled, match="cancelled while fetching; nothing was written"):
+        ingest_transactions(
+            client,
+            lake,
+            start=utc_today() - 90 * ONE_DAY,
+            end=utc_today(),
+            account_ids=account_ids,
+            snapshot_day=snapshot_day,
+            concurrency=1,  # 12 accounts at 0.5 s a call: several seconds unless stopped
+            run_id="cancelled",
+            emit=lambda _: None,
+            cancelled=lambda: time.monotonic() > asked_at,
+        )
+    assert len(server.sandbox.records("transactions")) < len(account_ids), "not every account was fetched"
+    assert lake.partitions("transactions") == [] and lake.partitions("transaction_windows") == []
+    assert not list((lake.root / STAGING).glob("spool-*")), "the spool went with the run"
