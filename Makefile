@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup run ui test lint bench report sandbox clean
 
@@ -19,8 +20,13 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pipelines.run
 
-test: setup lint
+test: setup lint $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium through Playwright (no browser download is possible here).
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "$(CHROMIUM) is missing: run 'apt-get install chromium' as root" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 lint: setup
 	$(BIN)/ruff check pipelines assets tests bench

@@ -44,6 +44,15 @@ def prepare_dagster_home(dagster_home: Path) -> None:
         shutil.copyfile(INSTANCE_SETTINGS, settings)
 
 
+def backfill_command(start: dt.date, end: dt.date, *, select: str = "*") -> list[str]:
+    """What an operator types to backfill ``start..end`` (inclusive) as one run."""
+    return [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "pipelines.definitions", "--select", select,
+        "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+    ]  # fmt: skip
+
+
 def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path) -> None:
     prepare_dagster_home(dagster_home)
     env = {
@@ -55,9 +64,7 @@ def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path)
         "PYTHONUNBUFFERED": "1",  # progress lines as they happen, not when a buffer fills
     }
     command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "pipelines.definitions", "--select", "*",
-        "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+        *backfill_command(start, end),
         "--config-json", '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}',
     ]  # fmt: skip
     with subprocess.Popen(  # noqa: S603 - our own fixed argv

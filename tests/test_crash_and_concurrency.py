@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import warehouse
+from pipelines.run import backfill_command
 from pipelines.sandbox import Sandbox, SandboxConfig, running
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
@@ -42,11 +43,7 @@ def _cli(base_url: str, key: str, data_dir: Path, home: Path) -> subprocess.Pope
         "DAGSTER_HOME": str(home),
         "PYTHONWARNINGS": "ignore",
     }
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "pipelines.definitions", "--select", "*",
-        "--partition-range", f"{START.isoformat()}...{END.isoformat()}",
-    ]  # fmt: skip
+    command = backfill_command(START, END)
     log = os.open(home / "cli.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         # Its own session, so that a kill takes the step subprocesses down too, as a crash would.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from assets.schedules import build_daily_schedule
 from pipelines import warehouse
 from pipelines.ingest.listing import latest_accounts
+from pipelines.run import backfill_command
 from pipelines.sandbox.process import sandbox_process
 from pipelines.sandbox.world import DRIFT_CENTS
 from pipelines.settings import REPO_ROOT, ConfigError, resolve_api_key
@@ -261,11 +261,7 @@ def test_cli_partition_range_backfill_end_to_end(tmp_path: Path) -> None:
             "DAGSTER_HOME": str(tmp_path / "home"),
         }
         (tmp_path / "home").mkdir()
-        command = [
-            str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-            "-m", "pipelines.definitions", "--select", "*",
-            "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
-        ]  # fmt: skip
+        command = backfill_command(start, end)
         finished = subprocess.run(
             command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
         )

@@ -30,6 +30,8 @@ def test_defaults_need_no_environment() -> None:
         ({"SYNCTERA_ACCOUNT_CONCURRENCY": "0"}, "SYNCTERA_ACCOUNT_CONCURRENCY must be at least 1"),
         ({"SYNCTERA_INCLUDE_HISTORY": "maybe"}, "SYNCTERA_INCLUDE_HISTORY must be true or false"),
         ({"SYNCTERA_BALANCE_ERROR_THRESHOLD": "1.5"}, "between 0.0 and 1.0"),
+        ({"SYNCTERA_MAX_LISTING_PAGES": "0"}, "SYNCTERA_MAX_LISTING_PAGES must be at least 1"),
+        ({"SYNCTERA_PROGRESS_SECONDS": "0"}, "SYNCTERA_PROGRESS_SECONDS must be at least 0.01"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:

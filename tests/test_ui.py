@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from pipelines.lake import STAGING, TABLES, Lake
+from pipelines.run import backfill_command
 from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
@@ -143,7 +143,7 @@ def test_a_backfill_launched_from_the_lineage_page_lands_exactly_those_days(
         page = new_page(browser, f"{ui.url}/asset-groups/synctera")
         for asset in ASSETS:
             expect(page.get_by_text(asset, exact=True).first).to_be_visible()
-        lineage = shoot(page, "lineage")
+        shoot(page, "lineage")
         for asset, checks in CHECKS.items():
             page.goto(f"{ui.url}/assets/{asset}?view=checks")
             for check in checks:  # long names are shown middle-truncated: the full text is in the page
@@ -155,7 +155,7 @@ def test_a_backfill_launched_from_the_lineage_page_lands_exactly_those_days(
         backfill = _backfill(ui, BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED)
         page.goto(f"{ui.url}/runs/b/{backfill.backfill_id}")
         expect(page.get_by_text("Completed").first).to_be_visible()
-        shoot(page, "backfill-done")
+        done = shoot(page, "backfill-done")
         assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
 
         assert Lake(ui.data_dir).partitions("transactions") == [start, start + ONE_DAY, end]
@@ -172,16 +172,12 @@ def test_a_backfill_launched_from_the_lineage_page_lands_exactly_those_days(
         page.goto(f"{ui.url}/assets/transactions?view=checks")
         expect(page.get_by_text("no_incomplete_days", exact=True).first).to_be_visible()
         checks_shot = shoot(page, "transactions-checks")
-        _keep_for_readme(lineage, "lineage.png")
+        _keep_for_readme(done, "backfill.png")
         _keep_for_readme(checks_shot, "transactions-checks.png")
 
 
 def _cli_backfill(ui: DagsterUi, env: dict[str, str], start: dt.date, end: dt.date) -> None:
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "pipelines.definitions", "--select", "transactions",
-        "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
-    ]  # fmt: skip
+    command = backfill_command(start, end, select="transactions")
     finished = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -208,7 +204,7 @@ def test_a_backfill_cancelled_from_the_ui_leaves_the_lake_as_it_was(
     cancelled one left in staging."""
     key = "sk_test_ui_" + os.urandom(6).hex()
     end = utc_today() - ONE_DAY
-    slow = [*SANDBOX, "--latency", "transactions=6"]
+    slow = [*SANDBOX, "--latency", "transactions=8"]
     with sandbox_process(slow, api_key=key) as base_url:
         env = _env(base_url, key, SYNCTERA_ACCOUNT_CONCURRENCY="1")
         with dagster_dev(tmp_path, env) as ui:
