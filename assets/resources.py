@@ -11,14 +11,14 @@ import httpx
 from pydantic import Field
 
 from pipelines.lake import Lake
-from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, resolve_api_key
+from pipelines.settings import IngestSettings, resolve_api_key
 from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SharedRateBudget, validate_base_url
 
 
 class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Synctera's API: ``SYNCTERA_BASE_URL`` and ``SYNCTERA_API_KEY`` (read only through EnvVar)."""
 
-    base_url: str = LOCAL_SANDBOX_URL
+    base_url: str = Field(description="API root including /v0; wire it with dg.EnvVar('SYNCTERA_BASE_URL').")
     api_key: str | None = Field(
         default=None, repr=False, description="Bearer API key; wire it with dg.EnvVar."
     )

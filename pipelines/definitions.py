@@ -11,7 +11,7 @@ import dagster as dg
 from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from assets.schedules import build_daily_schedule
-from pipelines.settings import LOCAL_SANDBOX_URL, IngestSettings, data_dir_from_env, start_date_from_env
+from pipelines.settings import IngestSettings, data_dir_from_env, start_date_from_env
 
 daily = dg.DailyPartitionsDefinition(
     start_date=start_date_from_env().isoformat(), timezone="UTC", end_offset=0
@@ -23,7 +23,8 @@ defs = dg.Definitions(
     schedules=[build_daily_schedule(daily, lookback_days=settings.lookback_days)],
     resources={
         "synctera": SyncteraApi(
-            base_url=os.environ.get("SYNCTERA_BASE_URL") or LOCAL_SANDBOX_URL,
+            # Required: production never falls back to the local sandbox (make run and make ui set it).
+            base_url=dg.EnvVar("SYNCTERA_BASE_URL"),
             api_key=dg.EnvVar("SYNCTERA_API_KEY") if os.environ.get("SYNCTERA_API_KEY") else None,
         ),
         "lake": LakeResource(data_dir=str(data_dir_from_env())),

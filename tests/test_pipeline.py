@@ -336,3 +336,22 @@ def test_the_reconciliation_check_runs_after_each_run_and_names_a_drifting_accou
     assert check.metadata["reconciled"].value > 10, "the other accounts' settled changes reconcile"
     assert check.metadata["waiting_to_settle"].value > 0, "today's change waits for its days to settle"
     assert drifting.id in check.description
+
+
+def test_without_a_base_url_a_cli_run_fails_naming_it_and_never_calls_the_sandbox(tmp_path: Path) -> None:
+    """Production never falls back to the local sandbox: only make run, make ui and tests set it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTERA_")}
+    env |= {"DAGSTER_HOME": str(tmp_path / "home"), "SYNCTERA_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "home").mkdir()
+    yesterday = utc_today() - ONE_DAY
+    finished = subprocess.run(
+        backfill_command(yesterday, yesterday),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode != 0
+    assert "SYNCTERA_BASE_URL" in finished.stdout + finished.stderr
+    assert not (tmp_path / "data" / "external_accounts").exists(), "nothing was listed"
