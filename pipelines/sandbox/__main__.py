@@ -73,6 +73,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         "--drift-account", type=int, default=None, metavar="INDEX",
         help="this account's balance drifts from its transactions (the reconciliation check fails on it)",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, metavar="N",
+        help="the server's limit on requests at once; above it: 429 with Retry-After",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rate-limit", type=float, default=None, metavar="R",
+        help="the server's limit in requests per second; above it: 429 with Retry-After",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     try:
@@ -90,6 +98,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
             slow_seconds=args.slow_seconds,
             huge_bytes=args.huge_bytes,
             drift_account=args.drift_account,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
         )
     except ValueError as exc:
         parser.error(str(exc))

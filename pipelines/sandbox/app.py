@@ -32,6 +32,7 @@ from . import bodies, problems
 from .config import DATA_FAULTS, SandboxConfig
 from .corrupt import corrupt
 from .faults import FaultPlan
+from .limits import ServerLimits
 from .state import AccountStore, BadPageToken, IdempotencyCache, ListFilter, Remembered
 from .world import CAP, World, _iso, stable_int
 
@@ -81,6 +82,7 @@ class Sandbox:
         self.store = AccountStore(self.config.seed, self.world.accounts)
         self.idempotency = IdempotencyCache()
         self.faults = FaultPlan(self.config)
+        self.limits = ServerLimits(self.config.max_in_flight, self.config.rate_limit)
         self.requests: deque[RequestRecord] = deque(maxlen=200_000)
         self.in_flight = 0
         self.max_in_flight = 0
@@ -157,6 +159,16 @@ class Sandbox:
         idempotent = name in {"add", "access_token", "add_vendor", "link_token", "sync_vendor", "patch"}
 
         async def endpoint(request: Request) -> Response:
+            refused = self.limits.refuse(self.in_flight)
+            if refused is not None:
+                self._log(request, name, 429, "limit")
+                return problems.problem(
+                    429,
+                    "too-many-requests",
+                    "You have exceeded a rate limit",
+                    code="TOO_MANY_REQUESTS",
+                    headers={"Retry-After": refused},
+                )
             self.in_flight += 1  # one event loop: no lock needed
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:

@@ -67,6 +67,8 @@ class SandboxConfig:
     ``fault_rates`` maps a fault kind to its probability per request (independently on every request,
     retries included), restricted to ``fault_endpoints`` when given. ``drift_account`` (an account's
     index) breaks that account's balance: it moves each day by more than its transactions.
+    ``max_in_flight`` and ``rate_limit`` are the server's own limits, as an API gateway enforces them:
+    a request above either is answered 429 with ``Retry-After`` (and counted, as fault ``limit``).
     """
 
     seed: int = 7
@@ -83,6 +85,8 @@ class SandboxConfig:
     huge_bytes: int = 80 * 1024 * 1024
     pending_days: int = 2
     drift_account: int | None = None  # this account's balance drifts from its transactions
+    max_in_flight: int | None = None  # more requests at once are answered 429 + Retry-After
+    rate_limit: float | None = None  # requests per second (burst: one second's worth); above: 429
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latency", _frozen(self.latency))
@@ -106,6 +110,10 @@ class SandboxConfig:
                 raise ValueError(f"unknown endpoint {name!r} in fault_endpoints")
         if not self.api_key:
             raise ValueError("the sandbox needs a non-empty api_key")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError(f"rate_limit must be positive, got {self.rate_limit}")
 
     def resolved_today(self) -> dt.date:
         return self.today or dt.datetime.now(dt.UTC).date()
