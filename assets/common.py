@@ -58,11 +58,16 @@ def refuse_a_bad_run_range(context: dg.AssetExecutionContext, daily: dg.Partitio
 
 def cancellation(context: dg.AssetExecutionContext) -> Callable[[], bool]:
     """Whether this run is being cancelled (the UI's Terminate or Cancel backfill, the CLI's)."""
-    instance, run_id = context.instance, context.run.run_id
+    instance, run_id, log = context.instance, context.run.run_id, context.log
 
     def cancelled() -> bool:
-        run = instance.get_run_by_id(run_id)
-        return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+        try:
+            run = instance.get_run_by_id(run_id)
+        except Exception as exc:  # a busy run storage must not fail the run: ask again next second
+            log.warning(f"could not read this run's status ({type(exc).__name__}); carrying on")
+            return False
+        # A run whose record was deleted has nobody to report to: stop as well.
+        return run is None or run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
     return cancelled
 
@@ -102,5 +107,7 @@ def markdown_preview(table: pa.Table, columns: Sequence[str], *, rows: int = 5) 
 
 def tag_run(context: dg.AssetExecutionContext, figures: dict[str, Any]) -> None:
     """The run's totals as tags of the run (``synctera/<name>``): shown once, on the run's page, where
-    a partitioned asset's metadata would repeat them on every day of a backfill."""
-    context.instance.add_run_tags(context.run.run_id, {f"synctera/{k}": str(v) for k, v in figures.items()})
+    a partitioned asset's metadata would repeat them on every day of a backfill. A re-execution
+    copies its parent's tags: ``synctera/totals_of_run`` says which run the figures are of."""
+    tags = {f"synctera/{k}": str(v) for k, v in figures.items()}
+    context.instance.add_run_tags(context.run.run_id, {**tags, "synctera/totals_of_run": context.run.run_id})

@@ -137,6 +137,7 @@ def build_transactions(
             context.add_asset_metadata(
                 {
                     "rows_written": figures.rows,
+                    "partition_rows": figures.partition_rows,
                     "accounts_with_rows": figures.accounts_with_rows,
                     "windows_complete": figures.windows_complete,
                     "incomplete_accounts": len(figures.flagged_accounts),

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import matplotlib as mpl
@@ -37,7 +38,7 @@ STATUSES = ("not fetched", "proven complete", "flagged at the cap")
 COLOURS = ("#e5e7eb", "#16a34a", "#dc2626")
 STATUS_COLOURS = ListedColormap(COLOURS)
 
-mpl.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False})
+STYLE: dict[str, Any] = {"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False}
 
 
 def query(name: str) -> str:
@@ -196,7 +197,8 @@ def runs(connection: duckdb.DuckDBPyConnection) -> Picture:
     return Picture(
         "runs",
         "Runs",
-        "Per run: transaction calls, retries and account-days left incomplete (log scale).",
+        "Per run, as the ledger holds it (a re-fetched day keeps its latest run's windows): transaction "
+        "calls, retries and account-days left incomplete (log scale).",
         _png(figure),
     )
 
@@ -212,7 +214,9 @@ FIGURES: tuple[Callable[[duckdb.DuckDBPyConnection], Picture], ...] = (
 def pictures(data_dir: Path) -> list[Picture]:
     connection = warehouse.connect(data_dir)
     try:
-        return [draw(connection) for draw in FIGURES]
+        # A context, not matplotlib's global settings: the code location imports this module.
+        with mpl.rc_context(STYLE):  # type: ignore[arg-type]
+            return [draw(connection) for draw in FIGURES]
     finally:
         connection.close()
 

@@ -43,6 +43,15 @@ def test_requests_above_the_rate_limit_are_answered_429_with_the_wait(
     assert refused and all(int(a.headers["retry-after"]) >= 1 for a in refused)
 
 
+def test_a_rate_below_one_a_second_still_serves_one_request_at_a_time(
+    start_sandbox: Callable[..., RunningSandbox],
+) -> None:
+    server = start_sandbox(rate_limit=0.5)
+    answers = asyncio.run(_burst(server, 3, "/external_accounts?limit=1"))
+    assert sorted(a.status_code for a in answers) == [200, 429, 429]
+    assert {a.headers["retry-after"] for a in answers if a.status_code == 429} == {"2"}
+
+
 @pytest.mark.parametrize(("field", "value"), [("max_in_flight", 0), ("rate_limit", 0.0)])
 def test_a_limit_that_serves_nothing_is_refused(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):

@@ -58,7 +58,8 @@ def take_listing(
                 for account in page.external_accounts:
                     repeats += account.id in seen
                     seen.setdefault(account.id, account)
-                emit(f"external_accounts: page {pages}, {len(seen)} accounts so far")
+                if pages % 100 == 0:  # a line per 100 pages, not an event per page
+                    emit(f"external_accounts: page {pages}, {len(seen)} accounts so far")
             return list(seen.values()), pages, repeats, api.stats_snapshot()
 
     accounts, pages, repeats, stats = run_cancellable(listing(), cancelled, what="external_accounts")

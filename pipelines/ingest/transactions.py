@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines import ledger, records
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
@@ -36,8 +37,9 @@ TABLE = "transactions"
 class DayFigures:
     """What a run wrote for one date: its partition's own metadata."""
 
-    rows: int = 0
+    rows: int = 0  # this run's rows for the day
     accounts_with_rows: int = 0
+    partition_rows: int = 0  # the partition as written: also other accounts' rows it kept
     windows_complete: int = 0  # windows under the cap that covered this day
     flagged_accounts: list[str] = field(default_factory=list)  # single days that returned the cap
 
@@ -180,6 +182,9 @@ def ingest_transactions(
     for day in days:
         figures[day].rows = rows_by_day[day]
         figures[day].accounts_with_rows = accounts_by_day[day]
+    for path in (p for block in written for p in block):
+        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+        figures[day].partition_rows = pq.ParquetFile(path).metadata.num_rows  # the footer only
     flagged = tuple(sorted((day, r.account_id) for r in results for day in r.flagged_days))
     return TransactionsSummary(
         start=start,

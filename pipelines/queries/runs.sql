@@ -1,5 +1,6 @@
 -- What each run asked of the transactions endpoint: calls, retries, windows split at the cap and
--- account-days left incomplete.
+-- account-days left incomplete, as the ledger still holds them: a day fetched again keeps only the
+-- windows of its latest run, so an earlier run's figures shrink when its days are re-fetched.
 SELECT
     run_id,
     min(fetched_at) AS started,

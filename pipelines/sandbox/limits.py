@@ -13,7 +13,8 @@ class ServerLimits:
     def __init__(self, max_in_flight: int | None, rate_limit: float | None) -> None:
         self.max_in_flight = max_in_flight
         self.rate = rate_limit
-        self._tokens = rate_limit or 0.0  # a token bucket of one second's worth
+        self._capacity = max(1.0, rate_limit or 0.0)  # one second's worth, and at least one request
+        self._tokens = self._capacity
         self._refilled = time.monotonic()
 
     def refuse(self, in_flight: int) -> str | None:
@@ -23,7 +24,7 @@ class ServerLimits:
         if self.rate is None:
             return None
         now = time.monotonic()
-        self._tokens = min(self.rate, self._tokens + (now - self._refilled) * self.rate)
+        self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
         if self._tokens >= 1:
             self._tokens -= 1
