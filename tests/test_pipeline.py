@@ -102,6 +102,7 @@ def test_each_partition_carries_its_own_days_figures(pipeline: Pipeline) -> None
     for day, meta in by_day.items():
         rows, accounts = truth.get(day, (0, 0))
         assert (meta["rows_written"], meta["accounts_with_rows"]) == (rows, accounts), day
+        assert meta["partition_rows"] == rows, "one run over an empty lake: the partition is its rows"
         assert meta["windows_complete"] == proving.get(dt.date.fromisoformat(day), 0), day
         on_day = sorted(a for d, a in flagged if d.isoformat() == day)
         assert meta["incomplete_accounts"] == len(on_day), day
