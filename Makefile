@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup run ui test lint bench report sandbox clean
+.PHONY: setup run ui test lint bench report sandbox services clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pipelines.run
 
-test: setup lint $(CHROMIUM)
+test: setup lint $(CHROMIUM) services
 	$(BIN)/python -m pytest
+
+# The scale-out tests use a real PostgreSQL on 127.0.0.1:5432: start it when it is installed but
+# stopped, or fail in one line naming it.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+	  || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql 2>/dev/null) main start 2>/dev/null \
+	  || { echo "PostgreSQL is not running on 127.0.0.1:5432 (and could not be started): start it" >&2; exit 1; }
 
 # The browser tests drive Debian's chromium through Playwright (no browser download is possible here).
 $(CHROMIUM):

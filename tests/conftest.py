@@ -120,12 +120,15 @@ class Pipeline:
         *,
         synctera: dict[str, object] | None = None,
         selection: list[str] | None = None,
+        instance: dg.DagsterInstance | None = None,
         **ingest: object,
     ) -> dg.ExecuteInProcessResult:
         """Materialize every asset (or ``selection``) for the partitions ``start..end`` (inclusive)
-        as one run; the run's tags, as stored at its end, go to ``last_run_tags``, and its log's
-        messages to ``last_run_log``."""
-        with dg.DagsterInstance.local_temp(tempdir=str(self.dagster_home)) as instance:
+        as one run, in ``instance`` (default: SQLite under ``dagster_home``); the run's tags, as
+        stored at its end, go to ``last_run_tags``, and its log's messages to ``last_run_log``."""
+        with ExitStack() as stack:
+            if instance is None:
+                instance = stack.enter_context(dg.DagsterInstance.local_temp(tempdir=str(self.dagster_home)))
             result = dg.materialize(
                 self.assets,
                 instance=instance,
