@@ -153,6 +153,7 @@ def build_transactions(
             "windows_split": summary.windows_split,
             "incomplete_account_days": len(summary.flagged),
             "api_requests": summary.stats.total_requests,
+            "api_seconds": round(summary.stats.api_seconds, 3),
             "api_retries": summary.stats.total_retries,
             **{f"transactions_{k}": v for k, v in clock.metadata().items()},
         }
