@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipelines.lake import Lake
-from pipelines.warehouse import create_views
+from pipelines.warehouse import create_views, query
 
 OWED_TYPES = frozenset({"CREDIT_CARD"})
 """Account types whose ``current`` is the amount owed (it rises with money out)."""
@@ -40,12 +40,9 @@ pairs AS (
     ) WHERE t1 IS NOT NULL
 ),
 fetched AS (  -- each account-day's latest fetch, by a window that was kept (not a capped one)
-    SELECT account_id, day, max(fetched_at) AS fetched_at, arg_max(outcome, fetched_at) AS outcome
-    FROM (
-        SELECT account_id, fetched_at, outcome,
-               unnest(range(start_date, end_date, INTERVAL 1 DAY))::DATE AS day
-        FROM transaction_windows WHERE outcome <> 'capped'
-    ) GROUP BY ALL
+    SELECT account_id, day, fetched_at, status AS outcome FROM (
+{completeness}
+    )
 ),
 pending AS (SELECT account_id, date AS day, count(*) AS n FROM transactions WHERE is_pending GROUP BY ALL),
 days AS (
@@ -134,7 +131,8 @@ def reconcile(lake: Lake, *, lookback_days: int) -> Reconciliation:
     try:
         connection.execute("SET TimeZone = 'UTC'")
         create_views(connection, lake)
-        rows = connection.execute(_PAIRS_SQL, {"settle": lookback_days}).fetchall()
+        pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
+        rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
     finally:
         connection.close()
     reconciled = waiting = unprovable = 0

@@ -30,7 +30,6 @@ from matplotlib.patches import Patch
 from pipelines import warehouse
 from pipelines.settings import data_dir_from_env
 
-QUERIES = Path(__file__).with_name("queries")
 HEATMAP_ACCOUNTS = 60
 HEATMAP_DAYS = 120
 BALANCE_LINES = 12
@@ -41,13 +40,8 @@ STATUS_COLOURS = ListedColormap(COLOURS)
 STYLE: dict[str, Any] = {"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False}
 
 
-def query(name: str) -> str:
-    """The text of ``pipelines/queries/<name>.sql``."""
-    return (QUERIES / f"{name}.sql").read_text()
-
-
 def frame(connection: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
-    return connection.execute(query(name)).df()
+    return connection.execute(warehouse.query(name)).df()
 
 
 @dataclass(frozen=True)

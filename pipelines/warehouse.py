@@ -27,6 +27,8 @@ import pyarrow as pa
 from pipelines.lake import TABLES, Lake
 
 WAREHOUSE = "warehouse.duckdb"
+QUERIES = Path(__file__).with_name("queries")
+"""The analysts' example queries; the report and the reconciliation build on them too."""
 STORAGE_VERSION = "v1.0.0"
 """The oldest DuckDB that can open the warehouse: views need nothing newer."""
 
@@ -113,6 +115,11 @@ def _rebuild(lake: Lake) -> Path:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.wal").unlink(missing_ok=True)
     return target
+
+
+def query(name: str) -> str:
+    """The text of ``pipelines/queries/<name>.sql``, without its closing semicolon (so that it nests)."""
+    return (QUERIES / f"{name}.sql").read_text().strip().removesuffix(";")
 
 
 def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:

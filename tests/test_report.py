@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines import report
+from pipelines import warehouse
 from pipelines.settings import REPO_ROOT
 
 from .conftest import Pipeline, utc_today, warehouse_rows
@@ -21,11 +21,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_every_example_query_runs_against_a_real_warehouse(pipeline: Pipeline) -> None:
     end = utc_today() - ONE_DAY
     assert pipeline.materialize(end - 13 * ONE_DAY, end).success
-    names = sorted(p.stem for p in report.QUERIES.glob("*.sql"))
+    names = sorted(p.stem for p in warehouse.QUERIES.glob("*.sql"))
     assert len(names) >= 6
     connection = pipeline.warehouse()
     try:
-        results = {name: connection.execute(report.query(name)).fetchall() for name in names}
+        results = {name: connection.execute(warehouse.query(name)).fetchall() for name in names}
     finally:
         connection.close()
     assert all(results[name] for name in names if name != "incomplete_days"), "each query finds rows"

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import ledger, records
@@ -59,7 +58,6 @@ class TransactionsSummary:
     flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
     days: Mapping[dt.date, DayFigures]
     stats: StatsSnapshot
-    preview: pa.Table
 
 
 def _row_date(row: TransactionRow) -> dt.date:
@@ -132,7 +130,6 @@ def ingest_transactions(
     progress = Progress("transactions", len(account_ids))
 
     with DateSpool(lake.staging_dir, TRANSACTIONS, start, end) as spool:
-        preview: list[pa.Table] = []
 
         def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
             # In date order, the spool cuts the table by day without a copy (Arrow's take costs
@@ -143,8 +140,6 @@ def ingest_transactions(
             accounts_by_day.update(per_day.keys())  # kept windows of an account never overlap
             table = records.transactions_table(account_id, rows, fetched_at=window.fetched_at, run_id=run_id)
             spool.add(table)
-            if not preview and table.num_rows:
-                preview.append(table.slice(0, 5))
 
         async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
             async with client() as api, progress.reporting(emit, progress_seconds):
@@ -200,5 +195,4 @@ def ingest_transactions(
         flagged=flagged,
         days=figures,
         stats=stats,
-        preview=preview[0] if preview else TRANSACTIONS.empty_table(),
     )
