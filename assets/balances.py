@@ -16,9 +16,6 @@ from assets.common import (
     refuse_a_bad_run_range,
 )
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from pipelines.ingest.balances import observe_balances
-from pipelines.ingest.listing import latest_accounts
-from pipelines.reconcile import reconcile
 
 ERROR_RATE_CHECK = "balance_error_rate"
 CHECK_SPEC = dg.AssetCheckSpec(
@@ -48,6 +45,9 @@ def build_balances(
     def balances(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        from pipelines.ingest.balances import observe_balances
+        from pipelines.ingest.listing import latest_accounts
+
         clock = Stopwatch()
         refuse_a_bad_run_range(context, daily)
         account_ids, snapshot_day = latest_accounts(lake.lake)
@@ -112,6 +112,8 @@ def build_reconciliation_check(
         "not fetched) wait; pairs spanning a capped day cannot be judged.",
     )
     def reconciliation(lake: LakeResource, ingest: IngestResource) -> dg.AssetCheckResult:
+        from pipelines.reconcile import reconcile
+
         result = reconcile(lake.lake, lookback_days=ingest.lookback_days)
         return dg.AssetCheckResult(
             passed=not result.mismatches,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pyarrow as pa
 
-from pipelines.synctera import StatsSnapshot
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pipelines.synctera import StatsSnapshot
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 RANGE_START_TAG = "dagster/asset_partition_range_start"

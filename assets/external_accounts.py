@@ -4,7 +4,7 @@ Not partitioned: a listing observes the accounts as they are now. Each snapshot 
 under the UTC date it was taken, so the history stays queryable.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -18,7 +18,9 @@ from assets.common import (
     refuse_a_bad_run_range,
 )
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from pipelines.ingest.listing import ListingSummary, take_listing
+
+if TYPE_CHECKING:
+    from pipelines.ingest.listing import ListingSummary
 
 LISTING_CHECK = "listing_reached_last_page"
 CHECK_SPEC = dg.AssetCheckSpec(
@@ -29,7 +31,7 @@ CHECK_SPEC = dg.AssetCheckSpec(
 )
 
 
-def listing_metadata(summary: ListingSummary) -> dict[str, Any]:
+def listing_metadata(summary: "ListingSummary") -> dict[str, Any]:
     return {
         "accounts": summary.accounts,
         "pages": summary.pages,
@@ -41,7 +43,7 @@ def listing_metadata(summary: ListingSummary) -> dict[str, Any]:
     }
 
 
-def listing_check(summary: ListingSummary) -> dg.AssetCheckResult:
+def listing_check(summary: "ListingSummary") -> dg.AssetCheckResult:
     found = f"{summary.accounts} accounts in {summary.pages} pages, the last without next_page_token" + (
         f"; {summary.repeated} accounts came back on two pages (kept once)" if summary.repeated else ""
     )
@@ -67,6 +69,8 @@ def build_external_accounts(daily: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     def external_accounts(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        from pipelines.ingest.listing import take_listing
+
         clock = Stopwatch()
         refuse_a_bad_run_range(context, daily)
         summary = take_listing(

@@ -4,7 +4,6 @@ import dagster as dg
 
 from assets.common import GROUP, Stopwatch
 from assets.resources import LakeResource
-from pipelines import report
 
 
 def build_report(*upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -19,6 +18,10 @@ def build_report(*upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
         "<data dir>/report/report.html (make report renders the same page without a run).",
     )
     def report_asset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        # Imported in the run: matplotlib and pandas would cost every process that loads the definitions
+        # (code servers, daemon, webserver) about 60 MiB and a second, for one step's use.
+        from pipelines import report
+
         clock = Stopwatch()
         root = lake.lake.root
         pictures = report.pictures(root)

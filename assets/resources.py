@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import httpx
 from pydantic import Field
 
-from pipelines.lake import Lake
 from pipelines.settings import IngestSettings, resolve_api_key
 from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SharedRateBudget, validate_base_url
+
+if TYPE_CHECKING:
+    from pipelines.lake import Lake
 
 
 class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -73,6 +76,8 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @property
     def lake(self) -> Lake:
+        from pipelines.lake import Lake  # Arrow: for the runs, not for loading the definitions
+
         return Lake(Path(self.data_dir))
 
 

@@ -8,14 +8,16 @@ naming each account and day.
 """
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from assets.common import GROUP, SINGLE_RUN, Stopwatch, cancellation, run_dates, tag_run
 from assets.external_accounts import listing_metadata
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
-from pipelines.ingest.transactions import TransactionsSummary, ingest_transactions
+
+if TYPE_CHECKING:
+    from pipelines.ingest.transactions import TransactionsSummary
 
 UNIQUE_CHECK = "unique_transaction_keys"
 COMPLETE_CHECK = "no_incomplete_days"
@@ -39,7 +41,7 @@ def _first(flagged: tuple[tuple[dt.date, str], ...], shown: int = 20) -> str:
     return ", ".join(f"{a} on {d}" for d, a in flagged[:shown]) + (" …" if len(flagged) > shown else "")
 
 
-def _checks(summary: TransactionsSummary) -> list[dg.AssetCheckResult]:
+def _checks(summary: "TransactionsSummary") -> list[dg.AssetCheckResult]:
     flagged = summary.flagged
     days = len(summary.days)
     return [
@@ -91,6 +93,9 @@ def build_transactions(
     def transactions(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
+        from pipelines.ingest.transactions import ingest_transactions
+
         clock = Stopwatch()
         start, end = run_dates(context)
         store = lake.lake

@@ -20,6 +20,11 @@ settings = IngestSettings.from_env()
 
 defs = dg.Definitions(
     assets=build_assets(daily),
+    # One process per run: the steps form a chain (listing → transactions → balances → report), and
+    # each does its concurrency itself (async I/O, many requests in flight). Dagster's default
+    # executor would start a Python process per step (about 200 MiB each for the same imports) and
+    # gain no parallelism.
+    executor=dg.in_process_executor,
     schedules=[build_daily_schedule(daily, lookback_days=settings.lookback_days)],
     resources={
         "synctera": SyncteraApi(

@@ -1,0 +1,263 @@
+"""The backfill as operators run it, measured as a process tree: the Dagster CLI, and the daemon.
+
+    python -m bench.paths --accounts 460 --days 90 --realistic          # both paths, once each
+    python -m bench.paths --path cli --runs 3 --json                     # medians are bench.perf's
+
+``cli``: ``dagster asset materialize --select * --partition-range …`` (what ``make run`` and an
+operator type), the tree rooted at that command. ``daemon``: ``dagster-daemon run`` and
+``dagster-webserver`` in their own processes; the backfill is launched through the webserver's
+GraphQL API as the UI's "Materialize all…" does, and the daemon's tree (daemon, its code server,
+the run worker and whatever the executor starts) is measured; the webserver is reported apart.
+
+Each run gets a fresh DAGSTER_HOME, lake and sandbox (in a process of its own, not measured). CPU is
+the tree's, from ``RUSAGE_CHILDREN`` once its root is reaped; memory is sampled (``process_tree``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+
+from bench.pipeline_bench import LATENCY, sandbox_args
+from bench.process_tree import TreeSampler
+from pipelines.run import backfill_command, prepare_dagster_home
+from pipelines.sandbox.process import sandbox_process
+from pipelines.settings import REPO_ROOT
+
+ONE_DAY = dt.timedelta(days=1)
+BIN = Path(sys.executable).parent
+DEADLINE_SECONDS = 3600
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on UnauthorizedError { message }
+  }
+}"""
+ASSETS = ["external_accounts", "transactions", "balances", "report"]
+
+
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _env(base_url: str, key: str, home: Path, data: Path, start: dt.date) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SYNCTERA_BASE_URL": base_url,
+        "SYNCTERA_API_KEY": key,
+        "SYNCTERA_DATA_DIR": str(data),
+        "SYNCTERA_START_DATE": start.isoformat(),
+        "DAGSTER_HOME": str(home),
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT to the process group it leads (as Ctrl-C would), then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait(timeout=30)
+
+
+def _run_cli(env: Mapping[str, str], start: dt.date, end: dt.date, log: Path) -> dict[str, Any]:
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own fixed argv
+            backfill_command(start, end), cwd=REPO_ROOT, env=dict(env), stdout=sink, stderr=subprocess.STDOUT
+        )
+    with TreeSampler(process.pid) as sampler:
+        code = process.wait()
+    if code:
+        raise RuntimeError(f"the CLI backfill failed ({code}):\n{log.read_text()[-3000:]}")
+    return {"footprint": sampler.footprint}
+
+
+@contextmanager
+def _serving(command: list[str], env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own fixed argv
+            command,
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _launch(url: str, partitions: list[str]) -> str:
+    deadline = time.monotonic() + 180
+    while True:  # the webserver answers once its code server has loaded the definitions
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the webserver did not serve {url}")
+        time.sleep(0.5)  # a poll interval, bounded by the deadline
+    params = {"assetSelection": [{"path": [a]} for a in ASSETS], "partitionNames": partitions}
+    answer = httpx.post(
+        f"{url}/graphql", json={"query": LAUNCH_BACKFILL, "variables": {"params": params}}, timeout=120
+    ).json()
+    launched = answer["data"]["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"the backfill was not launched: {launched}")
+    return str(launched["backfillId"])
+
+
+def _run_daemon(env: Mapping[str, str], start: dt.date, end: dt.date, scratch: Path) -> dict[str, Any]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = Path(env["DAGSTER_HOME"])
+    webserver = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    partitions = [d.isoformat() for d in _days(start, end)]
+    with _serving(webserver, env, scratch / "webserver.log") as web, TreeSampler(web.pid) as web_sampler:
+        backfill_id = _launch(url, partitions)
+        with _serving(daemon, env, scratch / "daemon.log") as process, TreeSampler(process.pid) as sampler:
+            status = _wait_for_backfill(home, backfill_id, scratch / "daemon.log")
+    if status != "COMPLETED_SUCCESS":
+        raise RuntimeError(
+            f"backfill {backfill_id} ended {status}:\n{(scratch / 'daemon.log').read_text()[-3000:]}"
+        )
+    return {"footprint": sampler.footprint, "webserver_pss_mib": web_sampler.footprint.peak_pss_mib}
+
+
+def _wait_for_backfill(home: Path, backfill_id: str, log: Path) -> str:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            backfill = instance.get_backfill(backfill_id)
+            status = backfill.status.value if backfill else "MISSING"
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            finished = [r for r in runs if r.is_finished]
+            if status not in ("REQUESTED", "CANCELING") and runs and len(finished) == len(runs):
+                return status
+            time.sleep(1.0)  # a poll interval, bounded by the deadline
+    raise TimeoutError(
+        f"backfill {backfill_id} did not finish in {DEADLINE_SECONDS} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + n * ONE_DAY for n in range((end - start).days + 1)]
+
+
+def _run_totals(home: Path) -> dict[str, Any]:
+    """The transactions run's totals (its tags) and the latency floor's calls, from the instance."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        tags: dict[str, str] = {}
+        for run in instance.get_runs():
+            if "synctera/transactions_rows" in run.tags:
+                tags = {
+                    k.removeprefix("synctera/"): v for k, v in run.tags.items() if k.startswith("synctera/")
+                }
+        return {
+            "rows": int(tags["transactions_rows"]),
+            "transaction_calls": int(tags["transaction_calls"]),
+            "transactions_api_seconds": float(tags["api_seconds"]),
+            "transactions_cpu_seconds": float(tags["transactions_cpu_seconds"]),
+        }
+
+
+def run_once(path: str, *, accounts: int, days: int, seed: int, realistic: bool) -> dict[str, Any]:
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - days * ONE_DAY, today - ONE_DAY
+    key = "bench-key"
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        home, data = scratch / "dagster_home", scratch / "data"
+        prepare_dagster_home(home)
+        with sandbox_process(sandbox_args(accounts, days, seed, realistic), api_key=key) as base_url:
+            env = _env(base_url, key, home, data, start - 30 * ONE_DAY)
+            cpu_before, began = _cpu_of_children(), time.perf_counter()
+            if path == "cli":
+                measured = _run_cli(env, start, end, scratch / "cli.log")
+            else:
+                measured = _run_daemon(env, start, end, scratch)
+            wall, cpu = time.perf_counter() - began, _cpu_of_children() - cpu_before
+        footprint = measured.pop("footprint")
+        figures: dict[str, Any] = {
+            "path": path,
+            "accounts": accounts,
+            "days": days,
+            "realistic": realistic,
+            "wall_seconds": wall,
+            "tree_cpu_seconds": cpu,
+            "tree_peak_pss_mib": footprint.peak_pss_mib,
+            "tree_peak_rss_mib": footprint.peak_rss_mib,
+            "largest_pss_mib": footprint.largest_pss_mib,
+            "largest_rss_mib": footprint.largest_rss_mib,
+            "largest_process": footprint.largest_command,
+            "max_processes": footprint.max_processes,
+            **measured,
+            **_run_totals(home),
+        }
+        figures["tree_cpu_us_per_row"] = cpu / max(1, figures["rows"]) * 1e6
+        return figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.paths", description=__doc__.split("\n")[0])
+    parser.add_argument("--path", choices=["cli", "daemon", "both"], default="both")
+    parser.add_argument("--accounts", type=int, default=460)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--realistic", action="store_true", help=f"latency per call: {LATENCY}")
+    parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    args = parser.parse_args(argv)
+    for path in ["cli", "daemon"] if args.path == "both" else [args.path]:
+        figures = run_once(
+            path, accounts=args.accounts, days=args.days, seed=args.seed, realistic=args.realistic
+        )
+        if args.json:
+            print(json.dumps(figures), flush=True)
+            continue
+        for name, value in figures.items():
+            print(
+                f"{name:<26} {value:.1f}" if isinstance(value, float) else f"{name:<26} {value}", flush=True
+            )
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
