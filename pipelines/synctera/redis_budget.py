@@ -1,0 +1,122 @@
+"""One request budget for every process on every machine, kept in Redis by pyrate-limiter's GCRA.
+
+GCRA (a leaky bucket kept as one "theoretical arrival time" per key) is pyrate-limiter's; its Lua
+script reads, advances and writes that time in one atomic step, so any number of workers on any number
+of machines share one budget. Each step is one round trip: it admits the request now or says how long
+until one may be admitted, and the caller asks again after that (``waits()``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import cast
+
+import redis
+from pyrate_limiter import GCRA, Decision, Rate
+from pyrate_limiter.buckets import RedisStateStore
+
+# Starts one interval early are tolerated, so that a waiter woken a little late (timer slack, the
+# round trip) does not lose its slot for good: the long-run rate stays exact, at most two starts
+# ever come back to back, and never more than one over the budget in any span.
+BURST = 2
+# A Redis that stops answering fails the request rather than stalling the event loop.
+SOCKET_TIMEOUT_SECONDS = 2.0
+# The rate as a whole number of starts per whole milliseconds (pyrate-limiter's ``Rate``), precise
+# to one part in this many.
+_RESOLUTION = 1000
+
+
+class BudgetUnavailableError(RuntimeError):
+    """The Redis holding the budget did not answer; the message names host, port and database only."""
+
+
+def redis_location(client: redis.Redis) -> str:
+    """``host:port/db`` (or the socket path): where the budget lives, without user or password."""
+    options = client.connection_pool.connection_kwargs
+    where = options.get("path") or f"{options.get('host')}:{options.get('port')}"
+    return f"{where}/{options.get('db', 0)}"
+
+
+def _unavailable(client: redis.Redis, exc: redis.RedisError) -> BudgetUnavailableError:
+    """The error to raise, naming where and why; the password is cut out of Redis's own words."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    password = client.connection_pool.connection_kwargs.get("password")
+    if password:
+        reason = reason.replace(str(password), "***")
+    return BudgetUnavailableError(
+        f"the request budget's Redis at {redis_location(client)} did not answer ({reason}); "
+        "check SYNCTERA_RATE_LIMIT_REDIS_URL"
+    )
+
+
+class RedisRateBudget:
+    """Spaces request starts ``1 / requests_per_second`` apart across every client using ``key``.
+
+    ``key`` names the budget in Redis (the API root and a name, never the API key). Clocks are the
+    machines' own wall clocks, which must agree (NTP): a clock ``d`` seconds ahead starts ``d`` early.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        requests_per_second: float,
+        *,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        if not requests_per_second > 0:
+            raise ValueError(f"requests_per_second must be positive, got {requests_per_second}")
+        self.requests_per_second = requests_per_second
+        self.key = key
+        self._client = client
+        self._clock_ms = clock_ms
+        interval_ms = max(1, round(_RESOLUTION * 1000 / requests_per_second))
+        self._rates = [Rate(_RESOLUTION, interval_ms, burst=BURST)]
+        self._algorithm = GCRA()
+        self._store = RedisStateStore(client, key)
+
+    @classmethod
+    def from_url(cls, url: str, key: str, requests_per_second: float) -> RedisRateBudget:
+        client = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
+        )
+        return cls(client, key, requests_per_second)
+
+    def admit(self) -> float:
+        """One atomic step: ``0.0`` when a start is taken for now, else the seconds until asking again.
+
+        The store's ``check`` is used directly (not a ``StateBucket``), because the bucket keeps its
+        last decision on itself, which threads sharing one budget would overwrite.
+        """
+        try:
+            decision = cast(
+                Decision,
+                self._store.check(self._algorithm, self._rates, self._clock_ms(), 1),  # type: ignore[no-untyped-call]
+            )
+        except redis.RedisError as exc:
+            raise _unavailable(self._client, exc) from None
+        if decision.allowed:
+            return 0.0
+        assert decision.retry_after_ms is not None  # one start never exceeds the burst
+        return decision.retry_after_ms / 1000
+
+    def waits(self) -> Iterator[float]:
+        while (wait := self.admit()) > 0:
+            yield wait
+
+    def ping(self) -> None:
+        """Fail now, naming where, if the Redis is unreachable (or refuses the credentials)."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise _unavailable(self._client, exc) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisRateBudget({redis_location(self._client)}, key={self.key!r}, "
+            f"requests_per_second={self.requests_per_second})"
+        )
