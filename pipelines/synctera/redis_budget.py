@@ -16,6 +16,8 @@ import redis
 from pyrate_limiter import GCRA, Decision, Rate
 from pyrate_limiter.buckets import RedisStateStore
 
+from .errors import SyncteraError
+
 # Starts one interval early are tolerated, so that a waiter woken a little late (timer slack, the
 # round trip) does not lose its slot for good: the long-run rate stays exact, at most two starts
 # ever come back to back, and never more than one over the budget in any span.
@@ -27,7 +29,7 @@ SOCKET_TIMEOUT_SECONDS = 2.0
 _RESOLUTION = 1000
 
 
-class BudgetUnavailableError(RuntimeError):
+class BudgetUnavailableError(SyncteraError):
     """The Redis holding the budget did not answer; the message names host, port and database only."""
 
 
@@ -78,9 +80,14 @@ class RedisRateBudget:
 
     @classmethod
     def from_url(cls, url: str, key: str, requests_per_second: float) -> RedisRateBudget:
-        client = redis.Redis.from_url(
-            url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
-        )
+        """A budget in the Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+        try:
+            client = redis.Redis.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
+            )
+        except ValueError:
+            # Neither the URL nor redis-py's words about it: either may hold the password.
+            raise ValueError("SYNCTERA_RATE_LIMIT_REDIS_URL is not a valid Redis URL") from None
         return cls(client, key, requests_per_second)
 
     def admit(self) -> float:
