@@ -81,6 +81,21 @@ def test_the_redis_budget_spaces_starts_across_instances(prefix: str) -> None:
 
 
 @pytest.mark.scale_out
+def test_waiters_in_one_process_ask_redis_in_turn(prefix: str) -> None:
+    """The second local waiter is told to come back one interval after the first, not with it."""
+    clock = [1_700_000_000_000]
+    budget = _budget(f"{prefix}budget", 10.0, clock)
+    assert [budget.admit(), budget.admit()] == [0.0, 0.0]  # the budget is spent until +100 ms
+    first, second = budget.waits(), budget.waits()
+    assert [next(first), next(second)] == [0.1, 0.2]
+    clock[0] += 100
+    assert next(first, "admitted") == "admitted"
+    assert next(second) == 0.1  # now first in line
+    clock[0] += 100
+    assert next(second, "admitted") == "admitted"
+
+
+@pytest.mark.scale_out
 def test_three_worker_processes_share_one_budget_within_5_percent(prefix: str) -> None:
     """Three processes (two asyncio, one threaded; 8 callers each) against one sandbox and one
     budget of 30 requests/s: their combined rate, over the span all three are running, is 30 ± 5 %."""
