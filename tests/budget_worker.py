@@ -19,8 +19,13 @@ from pipelines.synctera.redis_budget import RedisRateBudget
 CALLERS = 8
 
 
+_OUTPUT = threading.Lock()  # print() writes the text and the newline apart: threads would interleave
+
+
 def _report() -> None:
-    print(f"{time.time():.6f}", flush=True)
+    with _OUTPUT:
+        sys.stdout.write(f"{time.time():.6f}\n")
+        sys.stdout.flush()
 
 
 async def _run_async(base_url: str, api_key: str, budget: RedisRateBudget) -> None:

@@ -156,11 +156,13 @@ def test_three_worker_processes_share_one_budget_within_5_percent(prefix: str) -
 
 def _collect(stream: IO[str], into: list[float], enough: int, done: threading.Event) -> None:
     """A worker's completion times, until it ends; ``done`` once there are ``enough`` (or it ended)."""
-    for line in stream:
-        into.append(float(line))
-        if len(into) >= enough:
-            done.set()
-    done.set()
+    try:
+        for line in stream:
+            into.append(float(line))
+            if len(into) >= enough:
+                done.set()
+    finally:
+        done.set()
 
 
 def _closed_port() -> int:
