@@ -6,6 +6,7 @@ random key prefix of its own, deleted after it. A Redis that is not there fails 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import signal
@@ -15,15 +16,19 @@ import sys
 import threading
 from collections.abc import Iterator
 from typing import IO
+from urllib.parse import urlsplit
 
+import dagster as dg
 import pytest
 import redis
 
 from assets.resources import SyncteraApi
 from pipelines.sandbox.process import sandbox_process
-from pipelines.settings import REPO_ROOT, ConfigError
+from pipelines.settings import REDIS_URL_VARIABLE, REPO_ROOT, ConfigError
 from pipelines.synctera import SyncteraClient
 from pipelines.synctera.redis_budget import BudgetUnavailableError, RedisRateBudget
+
+from .conftest import Pipeline, utc_today
 
 REDIS_URL = os.environ.get("SYNCTERA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "sk-budget-test-0123456789"
@@ -215,3 +220,47 @@ def test_the_resource_keys_the_budget_by_api_root_and_name_never_by_a_secret(pre
         SyncteraApi(
             base_url="https://api.synctera.com/v0", api_key=API_KEY, rate_limit_redis_url=REDIS_URL
         ).check()
+
+
+@pytest.mark.scale_out
+def test_a_run_takes_its_starts_from_redis_and_leaves_the_password_nowhere(
+    pipeline: Pipeline, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Dagster resource wired as the code location wires it (the URL through EnvVar): every
+    request of the run is admitted by the Redis budget, and the URL's password is in no file."""
+    parts = urlsplit(REDIS_URL)
+    password = parts.password or f"pw-{secrets.token_hex(8)}"  # a Redis without one ignores it
+    url = REDIS_URL if parts.password else parts._replace(netloc=f":{password}@{parts.netloc}").geturl()
+    monkeypatch.setenv(REDIS_URL_VARIABLE, url)
+    name = prefix.replace(":", "-").strip("-")  # this test's own budget
+    admin = redis.Redis.from_url(REDIS_URL)
+
+    def evalsha_calls() -> int:
+        stats = admin.info("commandstats").get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+    before = evalsha_calls()
+    day = utc_today() - dt.timedelta(days=1)
+    try:
+        result = pipeline.materialize(
+            day,
+            day,
+            synctera={
+                "requests_per_second": 200.0,
+                "rate_limit_redis_url": dg.EnvVar(REDIS_URL_VARIABLE),
+                "rate_limit_name": name,
+            },
+        )
+        assert result.success
+        requests = len(pipeline.sandbox.records())
+        assert requests > 5
+        assert evalsha_calls() - before >= requests  # one admission (or more) per request
+    finally:
+        for key in admin.scan_iter(match=f"synctera:rate-budget:*:{name}"):
+            admin.delete(key)
+        admin.close()
+    needle = password.encode()
+    for root in (pipeline.dagster_home, pipeline.data_dir):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert needle not in path.read_bytes(), f"the Redis password leaked into {path}"

@@ -21,7 +21,8 @@ from .errors import SyncteraError
 
 # Starts one interval early are tolerated, so that a waiter woken a little late (timer slack, the
 # round trip) does not lose its slot for good: the long-run rate stays exact, at most two starts
-# ever come back to back, and never more than one over the budget in any span.
+# ever come back to back, and no span holds more than one start beyond what even spacing allows.
+# (With 1, each late waker's delay is lost: 29.2 requests/s against 30 across three processes.)
 BURST = 2
 # A Redis that stops answering fails the request rather than stalling the event loop.
 SOCKET_TIMEOUT_SECONDS = 2.0
