@@ -40,12 +40,16 @@ def prefix() -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
         client.ping()
+        failure = None
     except redis.RedisError as exc:
+        failure = type(exc).__name__
+    if failure:  # outside the except: one line, no chained tracebacks
         where = client.connection_pool.connection_kwargs
-        raise RuntimeError(
-            f"Redis is not reachable at {where.get('host')}:{where.get('port')} ({type(exc).__name__}): "
-            "start it (make services), or point SYNCTERA_TEST_REDIS_URL at one"
-        ) from None
+        pytest.fail(
+            f"Redis is not reachable at {where.get('host')}:{where.get('port')} ({failure}): "
+            "start it (make services), or point SYNCTERA_TEST_REDIS_URL at one",
+            pytrace=False,
+        )
     prefix = f"synctera-test:{secrets.token_hex(6)}:"
     try:
         yield prefix
