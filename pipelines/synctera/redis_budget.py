@@ -17,8 +17,6 @@ import redis
 from pyrate_limiter import GCRA, Decision, Rate
 from pyrate_limiter.buckets import RedisStateStore
 
-from .errors import SyncteraError
-
 # Starts one interval early are tolerated, so that a waiter woken a little late (timer slack, the
 # round trip) does not lose its slot for good: the long-run rate stays exact, at most two starts
 # ever come back to back, and no span holds more than one start beyond what even spacing allows.
@@ -31,8 +29,11 @@ SOCKET_TIMEOUT_SECONDS = 2.0
 _RESOLUTION = 1000
 
 
-class BudgetUnavailableError(SyncteraError):
-    """The Redis holding the budget did not answer; the message names host, port and database only."""
+class BudgetUnavailableError(RuntimeError):
+    """The Redis holding the budget did not answer; the message names host, port and database only.
+
+    Not a ``SyncteraError``: the API did nothing wrong, and a run must fail on it rather than file it
+    as one account's failed call (as a balance's ``SyncteraError`` is)."""
 
 
 def redis_location(client: redis.Redis) -> str:
