@@ -11,11 +11,18 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from pipelines.settings import IngestSettings, resolve_api_key
-from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SharedRateBudget, validate_base_url
+from pipelines.settings import (
+    BUDGET_NAME_PATTERN,
+    REDIS_URL_VARIABLE,
+    ConfigError,
+    IngestSettings,
+    resolve_api_key,
+)
+from pipelines.synctera import AsyncSyncteraClient, Budget, RetryPolicy, SharedRateBudget, validate_base_url
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
+    from pipelines.synctera.redis_budget import RedisRateBudget
 
 
 class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -27,7 +34,21 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
     max_concurrency: int = Field(default=32, ge=1, description="Requests in flight at once.")
     requests_per_second: float | None = Field(
-        default=None, gt=0, description="Request budget shared by every run on this machine against this API."
+        default=None,
+        gt=0,
+        description="Request budget shared by every run on this machine against this API (with "
+        "rate_limit_redis_url: by every run on every machine using that Redis).",
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None,
+        repr=False,
+        description=f"Redis holding the request budget; wire it with dg.EnvVar('{REDIS_URL_VARIABLE}') "
+        "(it may hold a password).",
+    )
+    rate_limit_name: str = Field(
+        default="default",
+        pattern=BUDGET_NAME_PATTERN,
+        description="Tells budgets apart in one Redis (e.g. one per API key).",
     )
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
@@ -37,9 +58,15 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     def check(self) -> None:
-        """Fail before any call if the base URL or the key is unusable."""
+        """Fail before any call if the base URL, the key or the budget's Redis is unusable."""
         validate_base_url(self.base_url)
         resolve_api_key(self.base_url, self.api_key)
+        if self.rate_limit_redis_url:
+            budget = self._redis_budget()
+            try:
+                budget.ping()
+            finally:
+                budget.close()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.check()
@@ -60,13 +87,33 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
             max_response_bytes=self.max_response_bytes,
         )
 
-    def shared_budget(self) -> SharedRateBudget | None:
-        """One requests-per-second budget for all runs on this machine that call this API root."""
+    def shared_budget(self) -> Budget | None:
+        """One requests-per-second budget for every run that calls this API root: through Redis on
+        every machine when a Redis URL is set, else through a lock file on this machine."""
+        if self.rate_limit_redis_url:
+            return self._redis_budget()
         if self.requests_per_second is None:
             return None
-        digest = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
-        path = Path(tempfile.gettempdir()) / f"synctera-rate-budget-{digest}"
+        path = Path(tempfile.gettempdir()) / f"synctera-rate-budget-{self._api_digest()}"
         return SharedRateBudget(path, self.requests_per_second)
+
+    def _api_digest(self) -> str:
+        return hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
+
+    def _redis_budget(self) -> RedisRateBudget:
+        # Imported here: pyrate-limiter takes ~0.15 s to import, paid only when Redis is configured.
+        from pipelines.synctera.redis_budget import RedisRateBudget
+
+        url = self.rate_limit_redis_url
+        assert url, "only called with a Redis URL"
+        if self.requests_per_second is None:
+            raise ConfigError(
+                f"rate_limit_redis_url ({REDIS_URL_VARIABLE}) is set but requests_per_second "
+                "(SYNCTERA_REQUESTS_PER_SECOND) is not: set the shared budget"
+            )
+        # The API root and a name, never the API key: keys are visible to anyone who can list them.
+        key = f"synctera:rate-budget:{self._api_digest()}:{self.rate_limit_name}"
+        return RedisRateBudget.from_url(url, key, self.requests_per_second)
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]

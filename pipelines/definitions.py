@@ -11,12 +11,19 @@ import dagster as dg
 from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 from assets.schedules import build_daily_schedule
-from pipelines.settings import IngestSettings, data_dir_from_env, start_date_from_env
+from pipelines.settings import (
+    REDIS_URL_VARIABLE,
+    IngestSettings,
+    RateLimitSettings,
+    data_dir_from_env,
+    start_date_from_env,
+)
 
 daily = dg.DailyPartitionsDefinition(
     start_date=start_date_from_env().isoformat(), timezone="UTC", end_offset=0
 )
 settings = IngestSettings.from_env()
+limits = RateLimitSettings.from_env()
 
 defs = dg.Definitions(
     assets=build_assets(daily),
@@ -31,6 +38,10 @@ defs = dg.Definitions(
             # Required: production never falls back to the local sandbox (make run and make ui set it).
             base_url=dg.EnvVar("SYNCTERA_BASE_URL"),
             api_key=dg.EnvVar("SYNCTERA_API_KEY") if os.environ.get("SYNCTERA_API_KEY") else None,
+            requests_per_second=limits.requests_per_second,
+            # Through EnvVar, like the key: the URL may hold a password, kept out of run storage.
+            rate_limit_redis_url=dg.EnvVar(REDIS_URL_VARIABLE) if limits.redis else None,
+            rate_limit_name=limits.name,
         ),
         "lake": LakeResource(data_dir=str(data_dir_from_env())),
         "ingest": IngestResource.from_settings(settings),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,43 @@ class IngestSettings:
             max_listing_pages=_int(env, "SYNCTERA_MAX_LISTING_PAGES", cls.max_listing_pages, minimum=1),
             progress_seconds=_float(env, "SYNCTERA_PROGRESS_SECONDS", cls.progress_seconds, low=0.01),
         )
+
+
+REDIS_URL_VARIABLE = "SYNCTERA_RATE_LIMIT_REDIS_URL"
+"""Read by this module (is it set, is it a Redis URL) and, for its value, only through Dagster's EnvVar:
+it may carry a password."""
+BUDGET_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """The request budget: ``requests_per_second`` (``None``: none) shared by every run on this machine
+    through a lock file, or by every run on every machine through Redis when ``redis`` (the URL is set).
+    ``name`` tells budgets apart in one Redis, e.g. one per API key against the same API root.
+    """
+
+    requests_per_second: float | None = None
+    redis: bool = False
+    name: str = "default"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimitSettings:
+        env = os.environ if env is None else env
+        rate = _float(env, "SYNCTERA_REQUESTS_PER_SECOND", 0.0, low=0.0) or None
+        url = env.get(REDIS_URL_VARIABLE) or ""
+        if url and url.partition("://")[0] not in ("redis", "rediss", "unix"):
+            # The value itself is never echoed: it may hold a password.
+            raise ConfigError(f"{REDIS_URL_VARIABLE} must be a redis://, rediss:// or unix:// URL")
+        if url and rate is None:
+            raise ConfigError(
+                f"{REDIS_URL_VARIABLE} is set but SYNCTERA_REQUESTS_PER_SECOND is not: set the shared budget"
+            )
+        name = env.get("SYNCTERA_RATE_LIMIT_NAME") or cls.name
+        if not re.match(BUDGET_NAME_PATTERN, name):
+            raise ConfigError(
+                f"SYNCTERA_RATE_LIMIT_NAME must be 1 to 64 letters, digits, '.', '_' or '-', got {name!r}"
+            )
+        return cls(requests_per_second=rate, redis=bool(url), name=name)
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

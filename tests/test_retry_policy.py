@@ -83,6 +83,12 @@ def test_rate_budget_spaces_request_starts() -> None:
         RateBudget(0)
 
 
+def test_a_booking_budget_yields_its_one_wait() -> None:
+    clock = [100.0]
+    budget = RateBudget(4.0, clock=lambda: clock[0])
+    assert [list(budget.waits()) for _ in range(3)] == [[], [0.25], [0.5]]
+
+
 def test_a_shared_budget_spaces_starts_across_instances_and_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     clock = [1000.0]
     path = tmp_path / "budget"

@@ -11,6 +11,7 @@ from pipelines.settings import (
     REPO_ROOT,
     ConfigError,
     IngestSettings,
+    RateLimitSettings,
     data_dir_from_env,
     start_date_from_env,
 )
@@ -54,3 +55,34 @@ def test_a_relative_data_dir_is_taken_from_the_repository_not_the_current_direct
     monkeypatch.chdir("/")
     assert data_dir_from_env({"SYNCTERA_DATA_DIR": "lake"}) == REPO_ROOT / "lake"
     assert data_dir_from_env({"SYNCTERA_DATA_DIR": "/srv/lake"}).as_posix() == "/srv/lake"
+
+
+def test_the_request_budget_settings() -> None:
+    assert RateLimitSettings.from_env({}) == RateLimitSettings(requests_per_second=None, redis=False)
+    assert RateLimitSettings.from_env({"SYNCTERA_REQUESTS_PER_SECOND": "0"}).requests_per_second is None
+    shared = RateLimitSettings.from_env(
+        {
+            "SYNCTERA_REQUESTS_PER_SECOND": "12.5",
+            "SYNCTERA_RATE_LIMIT_REDIS_URL": "rediss://user:s3cret@redis.internal:6380/1",
+            "SYNCTERA_RATE_LIMIT_NAME": "key-2",
+        }
+    )
+    assert shared == RateLimitSettings(requests_per_second=12.5, redis=True, name="key-2")
+    assert "s3cret" not in repr(shared)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SYNCTERA_REQUESTS_PER_SECOND": "-1"}, "SYNCTERA_REQUESTS_PER_SECOND must be at least 0"),
+        ({"SYNCTERA_RATE_LIMIT_REDIS_URL": "redis://127.0.0.1"}, "SYNCTERA_REQUESTS_PER_SECOND is not"),
+        (
+            {"SYNCTERA_REQUESTS_PER_SECOND": "5", "SYNCTERA_RATE_LIMIT_REDIS_URL": "http://:s3cret@host"},
+            "must be a redis://, rediss:// or unix:// URL$",
+        ),
+        ({"SYNCTERA_RATE_LIMIT_NAME": "a b"}, "SYNCTERA_RATE_LIMIT_NAME must be 1 to 64 letters"),
+    ],
+)
+def test_bad_budget_settings_name_the_variable_never_the_url(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RateLimitSettings.from_env(env)

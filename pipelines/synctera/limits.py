@@ -1,4 +1,8 @@
-"""A requests-per-second budget shared by every request of one client, sync or async."""
+"""A requests-per-second budget shared by every request of one client, sync or async.
+
+``RateBudget`` serves one process, ``SharedRateBudget`` every process on one machine; the Redis one
+(``redis_budget.RedisRateBudget``) every process on every machine.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,36 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 
 class Budget(Protocol):
-    """Books request start times; ``reserve()`` returns the seconds to wait before sending."""
+    """Decides when each request may start: the caller sleeps every pause ``waits()`` yields, then sends.
+
+    It never sleeps itself, so the same budget serves threads (``time.sleep``) and asyncio tasks
+    (``asyncio.sleep``) alike. A budget that books slots ahead yields at most once; one that admits
+    now or says when to ask again (Redis) yields until it admits.
+    """
 
     requests_per_second: float
 
-    def reserve(self) -> float: ...
+    def waits(self) -> Iterator[float]: ...
 
 
-class RateBudget:
+class _BooksAhead:
+    """For budgets whose ``reserve()`` books the next free start: the one wait until it."""
+
+    def reserve(self) -> float:
+        raise NotImplementedError
+
+    def waits(self) -> Iterator[float]:
+        if (wait := self.reserve()) > 0:
+            yield wait
+
+
+class RateBudget(_BooksAhead):
     """Spaces request starts at least ``1 / rate`` seconds apart (virtual scheduling, no burst).
 
     ``reserve()`` books the next free start time and returns how long the caller must wait before
@@ -48,7 +68,7 @@ class RateBudget:
         return f"RateBudget(requests_per_second={self.requests_per_second})"
 
 
-class SharedRateBudget:
+class SharedRateBudget(_BooksAhead):
     """The same spacing as ``RateBudget``, shared by every process on this machine using ``path``.
 
     The next free start time lives in a small file, read and advanced under an exclusive ``flock``
