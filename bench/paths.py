@@ -1,7 +1,9 @@
 """The backfill as operators run it, measured as a process tree: the Dagster CLI, and the daemon.
 
     python -m bench.paths --accounts 460 --days 90 --realistic          # both paths, once each
-    python -m bench.paths --path cli --runs 3 --json                     # medians are bench.perf's
+    python -m bench.paths --path cli --json                              # one JSON object per run
+    python -m bench.paths --path daemon --floor     # a code location that does nothing: Dagster's floor
+    python -m bench.paths --table --runs 3 --write BENCHMARKS.md   # all three paths and the floor
 
 ``cli``: ``dagster asset materialize --select * --partition-range …`` (what ``make run`` and an
 operator type), the tree rooted at that command. ``daemon``: ``dagster-daemon run`` and
@@ -19,9 +21,11 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,7 +127,7 @@ def _serving(command: list[str], env: Mapping[str, str], log: Path) -> Iterator[
         _stop(process)
 
 
-def _launch(url: str, partitions: list[str]) -> str:
+def _launch(url: str, partitions: list[str], assets: list[str]) -> str:
     deadline = time.monotonic() + 180
     while True:  # the webserver answers once its code server has loaded the definitions
         try:
@@ -134,7 +138,7 @@ def _launch(url: str, partitions: list[str]) -> str:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the webserver did not serve {url}")
         time.sleep(0.5)  # a poll interval, bounded by the deadline
-    params = {"assetSelection": [{"path": [a]} for a in ASSETS], "partitionNames": partitions}
+    params = {"assetSelection": [{"path": [a]} for a in assets], "partitionNames": partitions}
     answer = httpx.post(
         f"{url}/graphql", json={"query": LAUNCH_BACKFILL, "variables": {"params": params}}, timeout=120
     ).json()
@@ -144,15 +148,21 @@ def _launch(url: str, partitions: list[str]) -> str:
     return str(launched["backfillId"])
 
 
-def _run_daemon(env: Mapping[str, str], start: dt.date, end: dt.date, scratch: Path) -> dict[str, Any]:
+def _run_daemon(
+    env: Mapping[str, str], start: dt.date, end: dt.date, scratch: Path, *, floor: bool = False
+) -> dict[str, Any]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     home = Path(env["DAGSTER_HOME"])
-    webserver = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    workspace, assets = "workspace.yaml", ASSETS
+    if floor:
+        workspace, assets = str(scratch / "workspace.yaml"), ["noop"]
+        Path(workspace).write_text("load_from:\n  - python_module: bench.noop_location\n")
+    webserver = [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)]
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", workspace]
     partitions = [d.isoformat() for d in _days(start, end)]
     with _serving(webserver, env, scratch / "webserver.log") as web, TreeSampler(web.pid) as web_sampler:
-        backfill_id = _launch(url, partitions)
+        backfill_id = _launch(url, partitions, assets)
         with _serving(daemon, env, scratch / "daemon.log") as process, TreeSampler(process.pid) as sampler:
             status = _wait_for_backfill(home, backfill_id, scratch / "daemon.log")
     if status != "COMPLETED_SUCCESS":
@@ -199,7 +209,9 @@ def _run_totals(home: Path) -> dict[str, Any]:
         }
 
 
-def run_once(path: str, *, accounts: int, days: int, seed: int, realistic: bool) -> dict[str, Any]:
+def run_once(
+    path: str, *, accounts: int, days: int, seed: int, realistic: bool, floor: bool = False
+) -> dict[str, Any]:
     today = dt.datetime.now(dt.UTC).date()
     start, end = today - days * ONE_DAY, today - ONE_DAY
     key = "bench-key"
@@ -213,7 +225,7 @@ def run_once(path: str, *, accounts: int, days: int, seed: int, realistic: bool)
             if path == "cli":
                 measured = _run_cli(env, start, end, scratch / "cli.log")
             else:
-                measured = _run_daemon(env, start, end, scratch)
+                measured = _run_daemon(env, start, end, scratch, floor=floor)
             wall, cpu = time.perf_counter() - began, _cpu_of_children() - cpu_before
         footprint = measured.pop("footprint")
         figures: dict[str, Any] = {
@@ -229,11 +241,100 @@ def run_once(path: str, *, accounts: int, days: int, seed: int, realistic: bool)
             "largest_rss_mib": footprint.largest_rss_mib,
             "largest_process": footprint.largest_command,
             "max_processes": footprint.max_processes,
+            "pss_at_peak": footprint.at_peak,
             **measured,
-            **_run_totals(home),
         }
-        figures["tree_cpu_us_per_row"] = cpu / max(1, figures["rows"]) * 1e6
+        if not floor:
+            figures.update(_run_totals(home))
+            figures["tree_cpu_us_per_row"] = cpu / max(1, figures["rows"]) * 1e6
         return figures
+
+
+def _in_process(accounts: int, days: int, seed: int, realistic: bool) -> dict[str, Any]:
+    """The same backfill through ``dg.materialize`` in one process (``bench.pipeline_bench``)."""
+    command = [sys.executable, "-m", "bench.pipeline_bench", "--json", "--accounts", str(accounts)]
+    command += ["--days", str(days), "--seed", str(seed), *(["--realistic"] if realistic else [])]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+ROLES = {
+    "asset materialize": "CLI run",
+    "spawn_main": "run worker",
+    "dagster-daemon": "daemon",
+    "api grpc": "code server",
+    "resource_tracker": "resource tracker",
+    "watch_orphans": "log watcher",
+    "-F -c": "log tail",
+}
+
+
+def role(command: str) -> str:
+    """What a process of the tree is, from its command line."""
+    return next((name for part, name in ROLES.items() if part in command), command[:24])
+
+
+def table(runs: int, *, accounts: int, days: int, seed: int, realistic: bool) -> list[str]:
+    """Medians of ``runs`` (min–max) of each path; the floor once (it does no work)."""
+    from bench.perf import _commit, _spread  # the same medians and commit stamp as the other tables
+
+    def log(message: str) -> None:
+        print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+    measured: dict[str, list[dict[str, Any]]] = {"in-process": [], "cli": [], "daemon": []}
+    for n in range(runs):
+        for path in measured:
+            log(f"{path} run {n + 1}/{runs}")
+            if path == "in-process":
+                measured[path].append(_in_process(accounts, days, seed, realistic))
+            else:
+                measured[path].append(
+                    run_once(path, accounts=accounts, days=days, seed=seed, realistic=realistic)
+                )
+    log("the floor: a code location that does nothing, through the daemon")
+    floor = run_once("daemon", accounts=10, days=days, seed=seed, realistic=False, floor=True)
+    inproc, cli, daemon = measured["in-process"], measured["cli"], measured["daemon"]
+    cpu_inproc = [r["pipeline_cpu_seconds"] for r in inproc]
+
+    def row(name: str, key: str, fmt: str = "{:.0f}", target: str = "") -> str:
+        spreads = [_spread([r[key] for r in runs], fmt) for runs in (cli, daemon)]
+        return f"| {name} | {spreads[0]} | {spreads[1]} | {target} |"
+
+    def peak(run: dict[str, Any]) -> str:
+        return ", ".join(f"{role(command)} {pss:.0f}" for command, pss in run["pss_at_peak"][:4])
+
+    profile = "60/80/400 ms per list/transactions/balance call" if realistic else "no latency"
+    return [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; {dt.date.today()}, commit {_commit()}. "
+        f"Medians of {runs} runs (min–max). Command: `python -m bench.paths --table --runs {runs}"
+        f"{' --realistic' if realistic else ''} --accounts {accounts} --days {days}`.",
+        "",
+        f"### Paths: {accounts} accounts × {days} days ({statistics.median(r['rows'] for r in cli):,.0f} "
+        f"transactions), {profile}",
+        "",
+        "| figure | CLI (`dagster asset materialize`) | daemon (backfill launched as the UI does) | target |",
+        "|---|---|---|---|",
+        row("wall (s), start-up and the daemon's ticks included", "wall_seconds", "{:.1f}"),
+        row("process tree's CPU (s)", "tree_cpu_seconds", "{:.1f}"),
+        f"| … ÷ the in-process run's CPU ({_spread(cpu_inproc, '{:.1f}')} s) | "
+        f"{_spread([c['tree_cpu_seconds'] / i for c, i in zip(cli, cpu_inproc, strict=True)])} | "
+        f"{_spread([d['tree_cpu_seconds'] / i for d, i in zip(daemon, cpu_inproc, strict=True)])} | ≤ 1.15 |",
+        row("tree's peak PSS (MiB)", "tree_peak_pss_mib", target="≤ 400"),
+        row("tree's peak RSS, summed (MiB)", "tree_peak_rss_mib"),
+        row("largest process, PSS (MiB)", "largest_pss_mib", target="≤ 300"),
+        row("largest process, RSS (MiB)", "largest_rss_mib"),
+        row("processes at once", "max_processes"),
+        row("transaction calls", "transaction_calls"),
+        f"| PSS at the tree's peak (MiB, largest four) | {peak(cli[0])} | {peak(daemon[0])} | |",
+        "",
+        "In one process (`dg.materialize`): peak RSS "
+        f"{_spread([r['peak_rss_mib'] for r in inproc], '{:.0f}')} MiB. "
+        "The daemon path's floor, a code location whose one asset does nothing "
+        f"(`python -m bench.paths --floor`): tree PSS {floor['tree_peak_pss_mib']:.0f} MiB in "
+        f"{floor['max_processes']} processes ({peak(floor)}), before any work; the daemon also replaces "
+        "its code server every 60 s, and the old one lives until its run ends (a second ~100 MiB).",
+        "",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -244,10 +345,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--realistic", action="store_true", help=f"latency per call: {LATENCY}")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--floor", action="store_true", help="daemon path, a code location doing nothing")
+    parser.add_argument("--table", action="store_true", help="in-process, CLI, daemon and floor, as Markdown")
+    parser.add_argument("--runs", type=int, default=3, help="runs per path for --table")
+    parser.add_argument("--write", type=Path, default=None, help="with --table: record it in this file")
     args = parser.parse_args(argv)
-    for path in ["cli", "daemon"] if args.path == "both" else [args.path]:
+    if args.table:
+        text = "\n".join(
+            table(args.runs, accounts=args.accounts, days=args.days, seed=args.seed, realistic=args.realistic)
+        )
+        print(text)
+        if args.write:
+            from bench.perf import _record
+
+            _record(args.write, "paths", text)
+        return
+    paths = ["daemon"] if args.floor else ["cli", "daemon"] if args.path == "both" else [args.path]
+    for path in paths:
         figures = run_once(
-            path, accounts=args.accounts, days=args.days, seed=args.seed, realistic=args.realistic
+            path,
+            accounts=args.accounts,
+            days=args.days,
+            seed=args.seed,
+            realistic=args.realistic,
+            floor=args.floor,
         )
         if args.json:
             print(json.dumps(figures), flush=True)

@@ -11,7 +11,7 @@ RSS counts shared libraries once per process. (The tree's CPU is the benchmark's
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
@@ -29,6 +29,7 @@ class TreeFootprint:
     largest_command: str = ""
     max_processes: int = 0
     samples: int = 0
+    at_peak: list[tuple[str, float]] = field(default_factory=list)  # (command, PSS MiB) at the peak
 
 
 class TreeSampler:
@@ -58,23 +59,26 @@ class TreeSampler:
             return
         rss = pss = 0.0
         alive = 0
+        breakdown = []
         found = self.footprint
         for process in processes:
             try:
                 with process.oneshot():
                     memory = process.memory_full_info()
-                    command = " ".join(process.cmdline()[:6])
+                    command = " ".join(a[:120] for a in process.cmdline()[1:6])
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             alive += 1
             rss += memory.rss / MIB
             pss += memory.pss / MIB
+            breakdown.append((command, round(memory.pss / MIB, 1)))
             if memory.pss / MIB > found.largest_pss_mib:
                 found.largest_pss_mib = memory.pss / MIB
                 found.largest_command = command
             found.largest_rss_mib = max(found.largest_rss_mib, memory.rss / MIB)
         found.peak_rss_mib = max(found.peak_rss_mib, rss)
-        found.peak_pss_mib = max(found.peak_pss_mib, pss)
+        if pss > found.peak_pss_mib:
+            found.peak_pss_mib, found.at_peak = pss, sorted(breakdown, key=lambda b: -b[1])
         found.max_processes = max(found.max_processes, alive)
         found.samples += 1
 
