@@ -182,6 +182,45 @@ class RateLimitSettings:
         return cls(requests_per_second=rate, redis=bool(url), name=name)
 
 
+CELERY_BROKER_VARIABLE = "SYNCTERA_CELERY_BROKER"
+"""Read only through Dagster's config ``{"env": ...}`` and the workers' own environment: it may carry
+a password, so its value is never stored in run configuration or echoed in an error."""
+EXECUTORS = ("in_process", "celery")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """``SYNCTERA_EXECUTOR``: ``in_process`` (default: a run is one process) or ``celery`` (each step
+    of a run goes to a Celery worker, ``python -m pipelines.worker``, through ``SYNCTERA_CELERY_BROKER``)."""
+
+    executor: str = "in_process"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ExecutionSettings:
+        env = os.environ if env is None else env
+        executor = env.get("SYNCTERA_EXECUTOR") or cls.executor
+        if executor not in EXECUTORS:
+            raise ConfigError(f"SYNCTERA_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        if executor == "celery":
+            celery_broker_from_env(env)
+        return cls(executor=executor)
+
+
+def celery_broker_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The Celery broker's URL, checked for its scheme only (the value is never echoed)."""
+    env = os.environ if env is None else env
+    url = env.get(CELERY_BROKER_VARIABLE) or ""
+    if not url:
+        raise ConfigError(
+            f"{CELERY_BROKER_VARIABLE} is not set: the Celery executor and workers need a broker"
+        )
+    if url.partition("://")[0] not in ("amqp", "pyamqp", "amqps", "redis", "rediss"):
+        raise ConfigError(
+            f"{CELERY_BROKER_VARIABLE} must be an amqp://, pyamqp://, redis:// or rediss:// URL"
+        )
+    return url
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """Relative data directories are taken from here, never from the current directory."""
 

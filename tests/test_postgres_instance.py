@@ -4,8 +4,6 @@ a backfill's run, its events and the schedules live there and read back."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,49 +11,16 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
-from psycopg2 import sql
 
 from pipelines.settings import REPO_ROOT
 
 from .conftest import Pipeline, utc_today
+from .services import PG, database
 
 pytestmark = pytest.mark.scale_out
+__all__ = ["database"]  # a fixture of services, used here
 
 ONE_DAY = dt.timedelta(days=1)
-PG = {
-    "host": os.environ.get("SYNCTERA_TEST_PG_HOST", "127.0.0.1"),
-    "port": os.environ.get("SYNCTERA_TEST_PG_PORT", "5432"),
-    "user": os.environ.get("SYNCTERA_TEST_PG_USER", "postgres"),
-    "password": os.environ.get("SYNCTERA_TEST_PG_PASSWORD", ""),
-}
-
-
-def _admin() -> psycopg2.extensions.connection:
-    try:
-        connection = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    except psycopg2.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise RuntimeError(
-            f"PostgreSQL is not reachable at {PG['host']}:{PG['port']} as {PG['user']} ({first}): start it, "
-            "e.g. pg_ctlcluster $(ls /etc/postgresql) main start, or set SYNCTERA_TEST_PG_HOST/PORT/USER"
-        ) from None
-    connection.autocommit = True
-    return connection
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """A database of this test's own, dropped after it (with whatever connections remain)."""
-    name = f"synctera_test_{secrets.token_hex(6)}"
-    admin = _admin()
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
 
 
 @pytest.fixture

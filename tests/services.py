@@ -1,0 +1,82 @@
+"""The real servers the scale-out tests use, each test in a space of its own that is removed after:
+a PostgreSQL database, a RabbitMQ virtual host. Hosts and ports can be overridden by environment; a
+server that is not there fails the test in one line naming it, never skips it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+PG = {
+    "host": os.environ.get("SYNCTERA_TEST_PG_HOST", "127.0.0.1"),
+    "port": os.environ.get("SYNCTERA_TEST_PG_PORT", "5432"),
+    "user": os.environ.get("SYNCTERA_TEST_PG_USER", "postgres"),
+    "password": os.environ.get("SYNCTERA_TEST_PG_PASSWORD", ""),
+}
+
+
+def _admin() -> psycopg2.extensions.connection:
+    try:
+        connection = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+    except psycopg2.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {PG['host']}:{PG['port']} as {PG['user']} ({first}): start it, "
+            "e.g. pg_ctlcluster $(ls /etc/postgresql) main start, or set SYNCTERA_TEST_PG_HOST/PORT/USER"
+        ) from None
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A database of this test's own, dropped after it (with whatever connections remain)."""
+    name = f"synctera_test_{secrets.token_hex(6)}"
+    admin = _admin()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield name
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+AMQP = {
+    "host": os.environ.get("SYNCTERA_TEST_AMQP_HOST", "127.0.0.1"),
+    "port": os.environ.get("SYNCTERA_TEST_AMQP_PORT", "5672"),
+    "user": os.environ.get("SYNCTERA_TEST_AMQP_USER", "guest"),
+    "password": os.environ.get("SYNCTERA_TEST_AMQP_PASSWORD", "guest"),
+}
+
+
+def _rabbitmqctl(*args: str) -> None:
+    tool = shutil.which("rabbitmqctl")
+    if tool is None:
+        raise RuntimeError(
+            "rabbitmqctl is missing: install and start RabbitMQ (apt-get install rabbitmq-server)"
+        )
+    done = subprocess.run([tool, *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        first = (done.stderr or done.stdout).strip().splitlines()[:1]
+        raise RuntimeError(f"RabbitMQ refused `rabbitmqctl {' '.join(args)}` ({first}): is it running?")
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """An AMQP URL to a RabbitMQ virtual host of this test's own, deleted after it."""
+    vhost = f"synctera-test-{secrets.token_hex(6)}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, AMQP["user"], ".*", ".*", ".*")
+        yield f"pyamqp://{AMQP['user']}:{AMQP['password']}@{AMQP['host']}:{AMQP['port']}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)

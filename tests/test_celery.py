@@ -1,0 +1,203 @@
+"""A backfill whose steps run on Celery workers (Dagster's Celery executor, RabbitMQ on loopback),
+with the production instance on PostgreSQL: it lands the same warehouse as a run in one process.
+
+Two workers are separate ``python -m pipelines.worker`` processes started here, each stopped by its
+own process group's id. The broker is a RabbitMQ virtual host and the instance a PostgreSQL database
+of this test's own, both removed after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines.run import backfill_command, prepare_dagster_home
+from pipelines.sandbox import Sandbox, SandboxConfig
+from pipelines.sandbox.process import sandbox_process
+from pipelines.settings import REPO_ROOT
+
+from .conftest import assert_warehouse_matches, utc_today
+from .services import PG, broker_url, database
+
+pytestmark = [pytest.mark.scale_out, pytest.mark.slow]
+__all__ = ["broker_url", "database"]  # fixtures of services, used here
+
+ONE_DAY = dt.timedelta(days=1)
+KEY = "celery-test-key"
+SANDBOX = {"seed": 5, "accounts": 12, "history_days": 40}
+READY_SECONDS = 120
+
+
+@contextmanager
+def worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m pipelines.worker`` in a process group of its own, ready when it says so."""
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.worker", "--name", name],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + READY_SECONDS
+        while b" ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)  # a poll interval, bounded by the deadline
+        yield process
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=30)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:
+    done = subprocess.run(
+        backfill_command(start, end),
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _facts(
+    data_dir: Path,
+) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]], set[tuple[object, ...]]]:
+    """Rows on days not flagged, the (account, day)s proven complete, the flagged (account, day)s."""
+    windows = str(data_dir / "transaction_windows" / "*" / "*.parquet")
+    transactions = str(data_dir / "transactions" / "*" / "*.parquet")
+    connection = duckdb.connect()
+    try:
+        flagged = set(
+            connection.execute(
+                "SELECT account_id, start_date FROM read_parquet(?) WHERE outcome = 'flagged'", [windows]
+            ).fetchall()
+        )
+        proven = set(
+            connection.execute(
+                "SELECT DISTINCT account_id, unnest(range(start_date, end_date, INTERVAL 1 DAY))::DATE "
+                "FROM read_parquet(?) WHERE outcome = 'complete'",
+                [windows],
+            ).fetchall()
+        )
+        rows = set(
+            connection.execute(
+                # Whole rows as JSON text (some columns are lists), without the run's own stamps.
+                "SELECT account_id, date, to_json(t) FROM (SELECT * EXCLUDE (fetched_at, run_id) "
+                "FROM read_parquet(?, hive_partitioning = false)) AS t",
+                [transactions],
+            ).fetchall()
+        )
+    finally:
+        connection.close()
+    unflagged = {r for r in rows if (r[0], r[1]) not in flagged}
+    return unflagged, proven, flagged
+
+
+def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_process(
+    tmp_path: Path, database: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    end = utc_today() - ONE_DAY
+    start = end - 20 * ONE_DAY
+    sandbox_args = [f"--{k.replace('_', '-')}={v}" for k, v in SANDBOX.items()]
+    with ExitStack() as stack:
+        base_url = stack.enter_context(sandbox_process(sandbox_args, api_key=KEY))
+        common = {
+            **os.environ,
+            "SYNCTERA_BASE_URL": base_url,
+            "SYNCTERA_API_KEY": KEY,
+            "SYNCTERA_START_DATE": (start - 10 * ONE_DAY).isoformat(),
+            "PYTHONWARNINGS": "ignore",
+        }
+        # Distributed: the production instance on PostgreSQL, steps on two Celery workers.
+        home = tmp_path / "celery_home"
+        home.mkdir()
+        shutil.copyfile(REPO_ROOT / "pipelines" / "dagster.production.yaml", home / "dagster.yaml")
+        distributed = {
+            **common,
+            "DAGSTER_HOME": str(home),
+            "SYNCTERA_DATA_DIR": str(tmp_path / "celery_data"),
+            "SYNCTERA_EXECUTOR": "celery",
+            "SYNCTERA_CELERY_BROKER": broker_url,
+            "DAGSTER_PG_HOST": PG["host"],
+            "DAGSTER_PG_PORT": PG["port"],
+            "DAGSTER_PG_USER": PG["user"],
+            "DAGSTER_PG_PASSWORD": PG["password"],
+            "DAGSTER_PG_DB": database,
+        }
+        names = ["worker-a@synctera-test", "worker-b@synctera-test"]
+        for name in names:
+            stack.enter_context(worker(name, distributed, tmp_path / f"{name}.log"))
+        _backfill(distributed, start, end)
+
+        # The same backfill in one process, on an instance and a lake of its own.
+        prepare_dagster_home(tmp_path / "local_home")
+        local = {
+            **common,
+            "DAGSTER_HOME": str(tmp_path / "local_home"),
+            "SYNCTERA_DATA_DIR": str(tmp_path / "local_data"),
+        }
+        _backfill(local, start, end)
+
+    # Every step of the distributed run was executed by one of the workers.
+    for key in (
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+    ):
+        monkeypatch.setenv(key, distributed[key])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        delegated = [
+            e
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if "in celery worker" in e.message
+        ]
+        steps = {e.step_key for e in delegated}
+        succeeded = {
+            e.step_key for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        }
+        workers = {
+            e.dagster_event.engine_event_data.metadata["Celery worker"].value
+            for e in delegated
+            if e.dagster_event
+        }
+    assert steps == succeeded and {"external_accounts", "transactions", "balances", "report"} <= steps
+    assert workers <= set(names)
+
+    # The same warehouse: every row of every day not flagged, the same proven and flagged days.
+    celery_rows, celery_proven, celery_flagged = _facts(tmp_path / "celery_data")
+    local_rows, local_proven, local_flagged = _facts(tmp_path / "local_data")
+    assert celery_rows == local_rows and celery_rows
+    assert celery_proven == local_proven and celery_proven
+    assert celery_flagged == local_flagged
+    # ... and both are the sandbox's truth (a flagged day holds 500 of its true rows).
+    truth = Sandbox(SandboxConfig(**SANDBOX))  # type: ignore[arg-type]
+    assert assert_warehouse_matches(truth, tmp_path / "celery_data", start, end)
+    assert_warehouse_matches(truth, tmp_path / "local_data", start, end)
