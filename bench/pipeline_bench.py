@@ -124,8 +124,13 @@ def run_once(
         "transactions": int(tx["transaction_calls"]),
         "balance": balances["api_calls"].get("getExternalAccountBalance", 0),
     }
-    spans = [listing["api_seconds"], float(tx["api_seconds"]), balances["api_seconds"]]
-    floor = sum(calls[e] * LATENCY[e] for e in calls) / concurrency
+    spans = {
+        "list": listing["api_seconds"],
+        "transactions": float(tx["api_seconds"]),
+        "balance": balances["api_seconds"],
+    }
+    floors = {e: calls[e] * LATENCY[e] / concurrency for e in calls}
+    floor = sum(floors.values())
     figures.update(
         rows=int(tx["transactions_rows"]),
         transaction_calls=calls["transactions"],
@@ -133,11 +138,14 @@ def run_once(
         incomplete_days=int(tx["incomplete_account_days"]),
         calls=calls,
         requests=listing["api_requests"] + int(tx["api_requests"]) + balances["api_requests"],
-        api_seconds=sum(spans),
+        api_seconds=sum(spans.values()),
+        api_seconds_by_endpoint=spans,
         assets_cpu_seconds=listing["cpu_seconds"]
         + float(tx["transactions_cpu_seconds"])
         + balances["cpu_seconds"],
         latency_floor_seconds=floor,
+        latency_floor_by_endpoint={e: round(f, 3) for e, f in floors.items()},
+        span_over_floor=round(sum(spans.values()) / floor, 2) if realistic and floor else None,
         realistic=realistic,
     )
     return figures
