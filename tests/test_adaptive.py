@@ -1,0 +1,146 @@
+"""The adaptive concurrency limit: its arithmetic, its gate, and a fetch against a limited sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipelines.synctera.adaptive import AdaptiveLimit, AsyncGate, FixedLimit
+
+OP = "getExternalAccountTransactions"
+
+
+def answers(limit: AdaptiveLimit, count: int, *, status: int = 200, seconds: float = 0.05) -> None:
+    for _ in range(count):
+        limit.observe(limit.episode, OP, status, seconds)
+
+
+def test_slow_start_doubles_every_round_trip_up_to_the_ceiling() -> None:
+    limit = AdaptiveLimit(32)
+    assert limit.allowed == 8, "a quarter of the ceiling to begin with"
+    answers(limit, 8)
+    assert limit.allowed == 16
+    answers(limit, 100)
+    assert limit.limit == 32.0 and limit.allowed == 32
+
+
+def test_a_429_halves_nothing_twice_one_decrease_per_episode() -> None:
+    limit = AdaptiveLimit(32, initial=20)
+    sent_before = limit.episode
+    for _ in range(10):  # ten requests of one round trip all answered 429
+        limit.observe(sent_before, OP, 429, 0.001)
+    assert limit.limit == pytest.approx(20 * 0.7)
+    assert limit.throttled == 10, "every 429 is counted, though only the first shrinks the limit"
+    limit.observe(limit.episode, OP, 503, 0.001)  # sent after the decrease: a new episode
+    assert limit.limit == pytest.approx(20 * 0.7 * 0.7)
+
+
+def test_after_congestion_it_grows_by_one_per_round_trip() -> None:
+    limit = AdaptiveLimit(64, initial=30)
+    limit.observe(limit.episode, OP, 429, 0.001)  # failed at 30: down to 21
+    before = limit.limit
+    answers(limit, 21)  # about one round trip of answers at 21 in flight
+    assert limit.limit == pytest.approx(before + 1, abs=0.05)
+
+
+def test_near_the_level_that_failed_it_probes_slowly_then_resumes_when_past_it() -> None:
+    limit = AdaptiveLimit(64, initial=10, probe_rtts=16)
+    limit.observe(limit.episode, OP, 429, 0.001)  # failed at 10: down to 7
+    answers(limit, 20)  # 7 → 9 (the level below the failure) at one per round trip
+    assert 9.0 <= limit.limit < 9.2
+    answers(limit, 9 * 8)  # eight round trips near 10: not yet one more
+    assert limit.allowed == 9
+    answers(limit, 9 * 16)  # sixteen round trips: tries 10 again
+    assert limit.allowed == 10
+    answers(limit, 10 * 40)  # no 429 past 11: the API's limit rose, normal growth again
+    assert limit.allowed > 14
+
+
+def test_the_limit_stays_within_one_and_the_ceiling() -> None:
+    limit = AdaptiveLimit(4, initial=3)
+    for _ in range(50):
+        limit.observe(limit.episode, OP, 429, 0.001)
+    assert limit.limit == 1.0 and limit.allowed == 1
+    answers(limit, 1000)
+    assert limit.limit == 4.0
+    with pytest.raises(ValueError, match="ceiling must be at least 1"):
+        AdaptiveLimit(0)
+    with pytest.raises(ValueError, match="backoff"):
+        AdaptiveLimit(8, backoff=1.0)
+
+
+def test_other_errors_and_transport_failures_are_not_congestion() -> None:
+    limit = AdaptiveLimit(32, initial=10)
+    for status in (500, 502, 504, 404):
+        limit.observe(limit.episode, OP, status, 0.05)
+    limit.observe(limit.episode, OP, None, 30.0)
+    assert limit.episode == 0 and limit.throttled == 0 and limit.limit > 10
+
+
+def test_latency_is_judged_per_operation() -> None:
+    limit = AdaptiveLimit(64, initial=40)
+    limit._slow_start = False  # steady state: growth is one per round trip
+    for _ in range(100):  # balances are slow by nature: 0.4 s beside 0.05 s is no congestion
+        limit.observe(limit.episode, OP, 200, 0.05)
+        limit.observe(limit.episode, "getExternalAccountBalance", 200, 0.4)
+    assert limit.episode == 0
+    grown, sent = limit.limit, limit.episode
+    for _ in range(5):  # the transactions endpoint starts queueing: 0.05 s → 0.4 s
+        limit.observe(sent, OP, 200, 0.4)
+    assert limit.episode == 1 and limit.limit < grown * 0.75
+
+
+def test_a_fixed_limit_never_moves_but_counts_429s() -> None:
+    fixed = FixedLimit(5)
+    fixed.observe(0, OP, 429, 0.0)
+    fixed.observe(0, OP, 200, 0.0)
+    assert fixed.allowed == 5 and fixed.throttled == 1 and fixed.episode == 0
+
+
+def test_the_gate_admits_no_more_than_the_limit_in_arrival_order_and_passes_on_cancelled_slots() -> None:
+    async def scenario() -> None:
+        gate = AsyncGate(FixedLimit(2))
+        order: list[int] = []
+
+        async def request(n: int) -> None:
+            await gate.acquire()
+            order.append(n)
+
+        first = [asyncio.create_task(request(n)) for n in range(2)]
+        await asyncio.gather(*first)
+        waiting = [asyncio.create_task(request(n)) for n in range(2, 6)]
+        await asyncio.sleep(0)  # let them queue
+        assert gate.in_flight == 2 and order == [0, 1]
+        waiting[0].cancel()  # a waiter that gives up takes no slot
+        await asyncio.sleep(0)
+        gate.release(0, OP, 200, 0.01)
+        await asyncio.sleep(0)
+        assert order == [0, 1, 3] and gate.in_flight == 2
+        gate.release(0, OP, 200, 0.01)
+        waiting[2].cancel()  # handed the slot, then cancelled before it ran: the slot moves on
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert order == [0, 1, 3, 5] and gate.in_flight == 2 and gate.peak == 2
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_the_gate_lets_more_through_as_the_limit_grows() -> None:
+    async def scenario() -> int:
+        gate = AsyncGate(AdaptiveLimit(8, initial=1))
+        admitted = 0
+
+        async def request() -> None:
+            nonlocal admitted
+            episode = await gate.acquire()
+            admitted += 1
+            await asyncio.sleep(0)
+            gate.release(episode, OP, 200, 0.01)
+
+        await asyncio.gather(*(request() for _ in range(40)))
+        return gate.peak
+
+    assert asyncio.run(scenario()) == 8
+
