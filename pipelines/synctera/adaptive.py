@@ -1,8 +1,8 @@
 """Requests in flight that find the API's limit on their own, as TCP's congestion control does.
 
 ``AdaptiveLimit`` is the arithmetic (no I/O, no clock): how many requests may be in flight, moved by
-each answer. It starts at a quarter of the ceiling and doubles every round trip (slow start) until
-the first sign of congestion; from then on it grows by one request per round trip (additive
+each answer. It starts at a quarter of the ceiling and grows by half every round trip (slow start)
+until the first sign of congestion; from then on it grows by one request per round trip (additive
 increase) and shrinks by ``backoff`` (multiplicative decrease) on congestion: a 429 or 503, or an
 operation's recent latency rising well above its own long-run average (a server that queues). One
 decrease per congestion episode: answers to requests sent before the last decrease say nothing about
@@ -40,8 +40,11 @@ class ConcurrencyLimit(Protocol):
     @property
     def throttled(self) -> int: ...
 
-    def observe(self, episode: int, operation: str, status: int | None, seconds: float) -> None:
-        """An answer (``status`` None: a transport failure) to a request sent during ``episode``."""
+    def observe(
+        self, episode: int, operation: str, status: int | None, seconds: float, in_flight: int
+    ) -> None:
+        """An answer (``status`` None: a transport failure) to a request sent during ``episode``,
+        with ``in_flight`` requests (itself included) outstanding."""
 
 
 class FixedLimit:
@@ -62,7 +65,9 @@ class FixedLimit:
     def limit(self) -> float:
         return float(self._allowed)
 
-    def observe(self, episode: int, operation: str, status: int | None, seconds: float) -> None:
+    def observe(
+        self, episode: int, operation: str, status: int | None, seconds: float, in_flight: int
+    ) -> None:
         self.throttled += int(status in CONGESTION_STATUSES)
 
 
@@ -80,9 +85,15 @@ class _Latency:
         self.samples += 1
 
 
-SHORT_WEIGHT = 0.2  # about the last five answers
-LONG_WEIGHT = 0.02  # about the last fifty
-LATENCY_WARMUP = 20
+SLOW_START_STEP = 0.5
+"""Growth per answer until the first congestion: x1.5 a round trip, so that the first overshoot of a
+server's limit costs about half of it in 429s, not all of it."""
+
+# A queueing server slows every answer from then on; a pause of this process (a busy event loop, the
+# CPU shared) slows the dozen in flight at once. Averaging over twenty answers tells them apart.
+SHORT_WEIGHT = 0.05  # about the last twenty answers
+LONG_WEIGHT = 0.005  # about the last two hundred
+LATENCY_WARMUP = 40
 """Answers of an operation before its latency is trusted as a signal."""
 
 
@@ -92,7 +103,9 @@ class AdaptiveLimit:
     ``backoff`` is the factor of a decrease. ``probe_rtts``: round trips it takes, near the level
     that last failed, to try one request more. Latency counts as congestion when an operation's
     recent average exceeds ``latency_tolerance`` times its long-run average plus ``latency_slack``
-    seconds; latency is kept per operation because some (balances) are slow by nature.
+    seconds; latency is kept per operation because some (balances) are slow by nature, and the slack
+    keeps this client's own pauses (a busy event loop adds milliseconds to every round trip) from
+    passing for a server that queues.
     """
 
     def __init__(
@@ -101,9 +114,9 @@ class AdaptiveLimit:
         *,
         initial: float | None = None,
         backoff: float = 0.7,
-        probe_rtts: float = 16.0,
+        probe_rtts: float = 32.0,
         latency_tolerance: float = 2.0,
-        latency_slack: float = 0.02,
+        latency_slack: float = 0.05,
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"the concurrency ceiling must be at least 1, got {ceiling}")
@@ -128,7 +141,9 @@ class AdaptiveLimit:
         """Requests that may be in flight now."""
         return max(1, math.floor(self.limit))
 
-    def observe(self, episode: int, operation: str, status: int | None, seconds: float) -> None:
+    def observe(
+        self, episode: int, operation: str, status: int | None, seconds: float, in_flight: int
+    ) -> None:
         if status is None:
             return  # a transport failure says nothing reliable about load: neither grow nor shrink
         if status in CONGESTION_STATUSES:
@@ -136,12 +151,14 @@ class AdaptiveLimit:
             self._congested(episode)
         elif self._latency_rose(operation, seconds):
             self._congested(episode)
-        else:
+        elif 2 * in_flight >= self.limit:
+            # Only a limit in use is tested by an answer: a listing's one page at a time says
+            # nothing about 20 at once (as Netflix's concurrency-limits and TCP's cwnd validation).
             self._grow()
 
     def _grow(self) -> None:
         if self._slow_start:
-            step = 1.0  # one more per answer: doubles every round trip
+            step = SLOW_START_STEP
         elif self._failed_at is not None and self.limit >= self._failed_at - 1:
             step = 1.0 / (self.limit * self.probe_rtts)  # near the last failure: one more per probe_rtts
             if self.limit > self._failed_at + 1:
@@ -208,7 +225,7 @@ class AsyncGate:
 
     def release(self, episode: int, operation: str, status: int | None, seconds: float) -> None:
         """The request is answered: tell the limit (which may now allow more), free the slot."""
-        self.limit.observe(episode, operation, status, seconds)
+        self.limit.observe(episode, operation, status, seconds, self.in_flight)
         self._release()
 
     def _admit(self) -> None:
