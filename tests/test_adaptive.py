@@ -107,6 +107,10 @@ def test_latency_is_judged_per_operation() -> None:
     for _ in range(20):  # the transactions endpoint starts queueing: 0.05 s → 0.4 s
         limit.observe(sent, OP, 200, 0.4, limit.allowed)
     assert limit.episode == 1 and limit.limit < grown * 0.75
+    answers(limit, 100, seconds=0.05)  # the queue drains: the recent average comes down again
+    before = limit.limit
+    answers(limit, round(before), seconds=0.05)  # a round trip at the usual speed
+    assert limit.limit == pytest.approx(before + 1, abs=0.1), "a slower answer sets no level to probe"
 
 
 def test_a_fixed_limit_never_moves_but_counts_429s() -> None:

@@ -6,8 +6,8 @@ until the first sign of congestion; from then on it grows by one request per rou
 increase) and shrinks by ``backoff`` (multiplicative decrease) on congestion: a 429 or 503, or an
 operation's recent latency rising well above its own long-run average (a server that queues). One
 decrease per congestion episode: answers to requests sent before the last decrease say nothing about
-the limit since. Close to the level that last failed it grows far slower (probing, as CUBIC does),
-so that a server's fixed limit is held rather than hit every few round trips.
+the limit since. Close to the level that last got a 429 or 503 it grows far slower (probing, as
+CUBIC does), so that a server's fixed limit is held rather than hit every few round trips.
 
 ``AsyncGate`` admits an async client's requests in arrival order while fewer than the limit are in
 flight. Retries pass through it like any first attempt.
@@ -80,9 +80,11 @@ class _Latency:
     samples: int = 1
 
     def add(self, seconds: float) -> None:
-        self.short += SHORT_WEIGHT * (seconds - self.short)
-        self.long += LONG_WEIGHT * (seconds - self.long)
         self.samples += 1
+        # A plain mean until there are enough answers: an average seeded by its first answer alone
+        # would make any later one look like a rise.
+        self.short += max(SHORT_WEIGHT, 1 / self.samples) * (seconds - self.short)
+        self.long += max(LONG_WEIGHT, 1 / self.samples) * (seconds - self.long)
 
 
 SLOW_START_STEP = 0.5
@@ -148,9 +150,9 @@ class AdaptiveLimit:
             return  # a transport failure says nothing reliable about load: neither grow nor shrink
         if status in CONGESTION_STATUSES:
             self.throttled += 1
-            self._congested(episode)
+            self._congested(episode, hard=True)
         elif self._latency_rose(operation, seconds):
-            self._congested(episode)
+            self._congested(episode, hard=False)
         elif 2 * in_flight >= self.limit:
             # Only a limit in use is tested by an answer: a listing's one page at a time says
             # nothing about 20 at once (as Netflix's concurrency-limits and TCP's cwnd validation).
@@ -167,11 +169,13 @@ class AdaptiveLimit:
             step = 1.0 / self.limit  # one more per round trip
         self.limit = self._bounded(self.limit + step)
 
-    def _congested(self, episode: int) -> None:
+    def _congested(self, episode: int, *, hard: bool) -> None:
         if episode < self.episode:
             return  # sent before the last decrease: that decrease already answered this episode
         self._slow_start = False
-        self._failed_at = self.limit
+        # A 429 or 503 marks a level to approach slowly from now on; a slower answer is a softer sign
+        # (a server's queue, or this process's own pauses), not a limit to remember.
+        self._failed_at = self.limit if hard else None
         self.limit = self._bounded(self.limit * self.backoff)
         self.episode += 1
 
