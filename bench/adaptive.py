@@ -3,6 +3,8 @@
     python -m bench.adaptive --max-in-flight 8                 # a sandbox that takes 8 requests at once
     python -m bench.adaptive --max-in-flight 8 --fixed         # the same with a fixed limit (the ceiling)
     python -m bench.adaptive --max-in-flight 0 --ceiling 32    # no server limit: span / latency floor
+    python -m bench.adaptive --max-in-flight 8 --compare       # one line each: adaptive, and fixed at
+                                                               # the server's limit (known in advance)
 
 Every account's transactions are fetched as the pipeline does (``fetch_all_accounts``, twice the
 ceiling's accounts at once) from a sandbox in its own process whose transactions endpoint answers
@@ -102,11 +104,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ceiling", type=int, default=32, help="the client's max_concurrency")
     parser.add_argument("--fixed", action="store_true", help="a fixed limit at the ceiling, for comparison")
     parser.add_argument("--accounts", type=int, default=1500)
-    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--density", default="light")
+    parser.add_argument("--compare", action="store_true", help="adaptive, then fixed at the server's limit")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # the retries of 429s would flood the terminal
+    if args.compare:
+        for adaptive, ceiling in ((True, args.ceiling), (False, args.max_in_flight or args.ceiling)):
+            figures = run(
+                max_in_flight=args.max_in_flight,
+                latency=args.latency,
+                ceiling=ceiling,
+                adaptive=adaptive,
+                accounts=args.accounts,
+                days=args.days,
+                density=args.density,
+            )
+            print(_line(args.max_in_flight, args.latency, adaptive, ceiling, figures), flush=True)
+        return
     figures = run(
         max_in_flight=args.max_in_flight,
         latency=args.latency,
@@ -121,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     for name, value in figures.items():
         print(f"{name:<24} {value:.3f}" if isinstance(value, float) else f"{name:<24} {value}")
+
+
+def _line(max_in_flight: int, latency: float, adaptive: bool, ceiling: int, f: dict[str, Any]) -> str:
+    mode = f"adaptive ≤{ceiling}" if adaptive else f"fixed {ceiling}"
+    head = f"N={max_in_flight or '-'} latency={latency}s {mode:<13} requests={f['requests']}"
+    head += f" 429={f['throttled']} ({100 * f['throttled_share']:.2f}%) served/s={f['served_per_second']:.1f}"
+    tail = f" limit at end={f['final_limit']:.1f} peak in flight={f['peak_in_flight']}"
+    if max_in_flight:
+        return f"{head} of N/latency={100 * f['throughput_of_limit']:.1f}%{tail}"
+    return f"{head} span/floor={f['span_over_floor']:.2f}{tail}"
 
 
 if __name__ == "__main__":
