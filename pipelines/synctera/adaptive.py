@@ -135,7 +135,7 @@ class AdaptiveLimit:
         self.episode = 0  # decreases so far: a request carries the episode it was sent in
         self.throttled = 0  # 429 and 503 answers, every one
         self._slow_start = True
-        self._failed_at: float | None = None  # the limit when congestion was last seen
+        self._failed_at: float | None = None  # the limit when a 429 or 503 last came
         self._latency: dict[str, _Latency] = {}
 
     @property
