@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
-from pipelines.sandbox import Sandbox, SandboxConfig
+from pipelines.sandbox import RunningSandbox, Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.synctera import TRANSACTIONS_CAP, AsyncSyncteraClient, StatsSnapshot
 from pipelines.synctera.adaptive import AdaptiveLimit, AsyncGate, FixedLimit
@@ -245,3 +246,21 @@ def test_without_a_server_limit_the_limit_grows_to_the_ceiling_and_never_past_it
     assert stats.total_throttled == 0
     assert stats.peak_in_flight == 12 and stats.concurrency_limit == 12.0
     _assert_exact(QUIET, got)
+
+
+def test_requests_per_second_still_holds_over_the_adaptive_limit(
+    start_sandbox: Callable[..., RunningSandbox], api_key: str
+) -> None:
+    server = start_sandbox(accounts=5)
+
+    async def run() -> None:
+        async with AsyncSyncteraClient(
+            base_url=server.base_url, api_key=api_key, max_concurrency=32, requests_per_second=40.0
+        ) as client:
+            await asyncio.gather(*(client.list_external_accounts(limit=1) for _ in range(60)))
+
+    asyncio.run(run())
+    starts = sorted(r.at for r in server.sandbox.records("list"))
+    assert len(starts) == 60
+    rate = (len(starts) - 1) / (starts[-1] - starts[0]).total_seconds()
+    assert rate <= 40 * 1.05, f"{rate:.1f} requests/s over a budget of 40"
