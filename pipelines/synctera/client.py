@@ -340,7 +340,12 @@ class SyncteraClient(_ClientCore):
 
 
 class AsyncSyncteraClient(_ClientCore):
-    """Asyncio client; one instance serves many concurrent tasks within its limits."""
+    """Asyncio client; one instance serves many concurrent tasks within its limits.
+
+    With ``adaptive`` (the default) the requests in flight follow the API's answers (``AdaptiveLimit``:
+    more while they come fast, fewer on 429/503 or rising latency), up to ``max_concurrency``;
+    without it, ``max_concurrency`` is a fixed limit.
+    """
 
     _http: httpx.AsyncClient
 
