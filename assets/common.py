@@ -81,7 +81,18 @@ def api_metadata(stats: StatsSnapshot) -> dict[str, Any]:
         "api_retries": stats.total_retries,
         "api_failures": sum(stats.failures.values()),
         "api_seconds": round(stats.api_seconds, 3),
+        **concurrency_metadata(stats),
     }
+
+
+def concurrency_metadata(stats: StatsSnapshot) -> dict[str, Any]:
+    """How many requests the API took at once: the answers 429/503, and the adaptive limit's end."""
+    figures: dict[str, Any] = {"api_throttled": stats.total_throttled}
+    if stats.concurrency_limit is not None:
+        figures["api_concurrency_limit"] = round(stats.concurrency_limit, 2)
+    if stats.peak_in_flight is not None:
+        figures["api_peak_in_flight"] = stats.peak_in_flight
+    return figures
 
 
 class Stopwatch:

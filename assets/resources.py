@@ -18,7 +18,14 @@ from pipelines.settings import (
     IngestSettings,
     resolve_api_key,
 )
-from pipelines.synctera import AsyncSyncteraClient, Budget, RetryPolicy, SharedRateBudget, validate_base_url
+from pipelines.synctera import (
+    DEFAULT_MAX_CONCURRENCY,
+    AsyncSyncteraClient,
+    Budget,
+    RetryPolicy,
+    SharedRateBudget,
+    validate_base_url,
+)
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
@@ -32,7 +39,15 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
     api_key: str | None = Field(
         default=None, repr=False, description="Bearer API key; wire it with dg.EnvVar."
     )
-    max_concurrency: int = Field(default=32, ge=1, description="Requests in flight at once.")
+    max_concurrency: int = Field(
+        default=DEFAULT_MAX_CONCURRENCY,
+        ge=1,
+        description="Requests in flight at most: the ceiling of the adaptive limit (or the fixed limit).",
+    )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Find the API's limit: grow while answers come fast, shrink on 429/503 or latency.",
+    )
     requests_per_second: float | None = Field(
         default=None,
         gt=0,
@@ -83,6 +98,7 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
                 max_hint=self.max_retry_wait_seconds,
             ),
             max_concurrency=self.max_concurrency,
+            adaptive=self.adaptive_concurrency,
             budget=self.shared_budget(),
             max_response_bytes=self.max_response_bytes,
         )

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from assets.common import GROUP, SINGLE_RUN, Stopwatch, cancellation, run_dates, tag_run
+from assets.common import (
+    GROUP,
+    SINGLE_RUN,
+    Stopwatch,
+    cancellation,
+    concurrency_metadata,
+    run_dates,
+    tag_run,
+)
 from assets.external_accounts import listing_metadata
 from assets.resources import IngestResource, LakeResource, SyncteraApi
 
@@ -160,6 +168,7 @@ def build_transactions(
             "api_requests": summary.stats.total_requests,
             "api_seconds": round(summary.stats.api_seconds, 3),
             "api_retries": summary.stats.total_retries,
+            **concurrency_metadata(summary.stats),
             **{f"transactions_{k}": v for k, v in clock.metadata().items()},
         }
         tag_run(context, totals)

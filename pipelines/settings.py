@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.progress import INTERVAL_SECONDS
-from pipelines.synctera import validate_base_url
+from pipelines.synctera import DEFAULT_MAX_CONCURRENCY, validate_base_url
 from pipelines.synctera.client import MAX_PAGES
 
 LOCAL_SANDBOX_URL = "http://127.0.0.1:8765/v0"
@@ -123,7 +123,9 @@ class IngestSettings:
 
     max_age: int = 3600
     include_history: bool = False
-    account_concurrency: int = 16
+    # Twice the requests in flight: an account between two windows (checking and spooling rows)
+    # holds no request, so the concurrency limit, not the accounts, is what bounds the calls.
+    account_concurrency: int = 2 * DEFAULT_MAX_CONCURRENCY
     lookback_days: int = 3
     balance_error_threshold: float = 0.25
     max_listing_pages: int = MAX_PAGES

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,8 +211,13 @@ async def fetch_all_accounts(
     sink: RowSink,
     progress: Progress | None = None,
 ) -> list[AccountTransactions]:
-    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest."""
-    slots = asyncio.Semaphore(concurrency)
+    """Every account's transactions, ``concurrency`` accounts at a time; a failure cancels the rest.
+
+    The busiest accounts by the ledger's density start first (those without one are assumed busy:
+    their first whole-range window is often capped), so that the run does not end waiting on one
+    heavy account's windows, which follow one another. The windows asked for are the same.
+    """
+    slots = asyncio.Semaphore(concurrency)  # the semaphore's waiters are served in arrival order
 
     async def one(account_id: str) -> AccountTransactions:
         async with slots:
@@ -228,10 +234,11 @@ async def fetch_all_accounts(
             progress.advance(done=1)
         return fetched
 
+    busiest_first = sorted(range(len(account_ids)), key=lambda i: -prior_rates.get(account_ids[i], math.inf))
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(account_id)) for account_id in account_ids]
+            tasks = {i: group.create_task(one(account_ids[i])) for i in busiest_first}
     except ExceptionGroup as failures:
         # The first failure names its account and window; the rest were cancelled because of it.
         raise failures.exceptions[0] from None
-    return [task.result() for task in tasks]
+    return [tasks[i].result() for i in range(len(account_ids))]

@@ -20,6 +20,7 @@ from pipelines.transactions import (
     TransactionAnomaly,
     WindowFetchError,
     fetch_account_transactions,
+    fetch_all_accounts,
 )
 from pipelines.windows import Outcome
 
@@ -127,3 +128,31 @@ def test_seen_ids_find_every_repeat_and_nothing_else() -> None:
         earlier += ids
     for repeat in rng.sample(earlier, 100):
         assert seen.add_new([f"new-{repeat}", repeat, f"other-{repeat}"]) == repeat
+
+
+def test_the_busiest_accounts_start_first_and_results_keep_the_callers_order() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path.split("/")[-2])
+        return httpx.Response(200, json={"transactions": []})
+
+    async def run() -> list[str]:
+        async with AsyncSyncteraClient(
+            base_url="https://api.example.test/v0",
+            api_key="k",
+            transport=httpx.MockTransport(handler),
+        ) as client:
+            results = await fetch_all_accounts(
+                client,
+                ["quiet", "unknown", "busy", "middling"],
+                START,
+                END,
+                prior_rates={"quiet": 0.5, "busy": 40.0, "middling": 3.0},
+                concurrency=1,
+                sink=lambda account, window, rows: None,
+            )
+            return [r.account_id for r in results]
+
+    assert asyncio.run(run()) == ["quiet", "unknown", "busy", "middling"]
+    assert asked == ["unknown", "busy", "middling", "quiet"], "no density known: assumed busy"

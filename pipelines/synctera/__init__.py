@@ -3,8 +3,16 @@
 Nothing here imports Dagster: the pipeline builds on this package, never the other way round.
 """
 
+from .adaptive import AdaptiveLimit
 from .auth import ApiKey
-from .client import AccountFilters, AsyncSyncteraClient, PageCursor, SyncteraClient, validate_base_url
+from .client import (
+    DEFAULT_MAX_CONCURRENCY,
+    AccountFilters,
+    AsyncSyncteraClient,
+    PageCursor,
+    SyncteraClient,
+    validate_base_url,
+)
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -27,9 +35,11 @@ from .retry import RetryPolicy
 from .stats import StatsSnapshot
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
     "MAX_PAGE_SIZE",
     "TRANSACTIONS_CAP",
     "AccountFilters",
+    "AdaptiveLimit",
     "ApiError",
     "ApiKey",
     "AsyncSyncteraClient",

@@ -2,7 +2,9 @@
 
 Both clients expose the same operations under the Ruby SDK's names. Each operation is built by
 ``operations`` and carried out by the shared ``exchange`` conversation; the clients only drive I/O:
-a concurrency limit, an optional requests-per-second budget, sleeping between retries.
+a concurrency limit, an optional requests-per-second budget, sleeping between retries. The async
+client's limit adapts (``adaptive``): it finds how many requests the API takes at once, up to
+``max_concurrency``; the sync client's is fixed at ``max_concurrency``.
 
     with SyncteraClient(base_url="https://api-sandbox.synctera.com/v0", api_key=key) as client:
         for account in client.iter_external_accounts(include_history=True):
@@ -12,6 +14,7 @@ a concurrency limit, an optional requests-per-second budget, sleeping between re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import threading
@@ -24,6 +27,7 @@ import httpx
 from typing_extensions import Unpack
 
 from . import models, operations
+from .adaptive import AdaptiveLimit, AsyncGate, ConcurrencyLimit, FixedLimit
 from .auth import ApiKey, BearerAuth
 from .errors import PaginationError
 from .exchange import BodyBuffer, CallContext, Conversation, Send, Wait, exchange
@@ -38,7 +42,8 @@ T = TypeVar("T", bound=models.ApiRecord)
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
 """Balances are fetched live from the vendor and are often slow, hence the generous read timeout."""
 
-DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_CONCURRENCY = 32
+"""Requests in flight at most: the ceiling the async client's adaptive limit grows to."""
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """A full page of 500 transactions is well under 1 MiB; far more than this is a broken answer."""
 USER_AGENT = "synctera-external-accounts-pipeline/0.1"
@@ -336,7 +341,12 @@ class SyncteraClient(_ClientCore):
 
 
 class AsyncSyncteraClient(_ClientCore):
-    """Asyncio client; one instance serves many concurrent tasks within its limits."""
+    """Asyncio client; one instance serves many concurrent tasks within its limits.
+
+    With ``adaptive`` (the default) the requests in flight follow the API's answers (``AdaptiveLimit``:
+    more while they come fast, fewer on 429/503 or rising latency), up to ``max_concurrency``;
+    without it, ``max_concurrency`` is a fixed limit.
+    """
 
     _http: httpx.AsyncClient
 
@@ -353,6 +363,7 @@ class AsyncSyncteraClient(_ClientCore):
         seed: int | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         budget: Budget | None = None,
+        adaptive: bool = True,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -364,7 +375,10 @@ class AsyncSyncteraClient(_ClientCore):
             max_response_bytes=max_response_bytes,
             budget=budget,
         )
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.concurrency: ConcurrencyLimit = (
+            AdaptiveLimit(max_concurrency) if adaptive else FixedLimit(max_concurrency)
+        )
+        self._gate = AsyncGate(self.concurrency)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options(timeout))
 
     add_external_accounts = _AsyncOperation(operations.add_external_accounts)
@@ -402,12 +416,16 @@ class AsyncSyncteraClient(_ClientCore):
             return result
 
     async def _send(self, step: Send) -> httpx.Response:
-        async with self._slots:
+        episode = await self._gate.acquire()
+        status: int | None = None  # None: no answer (a transport failure, or cancelled)
+        began = time.monotonic()
+        try:
             if self.budget is not None:
                 # A Redis budget's step is one sub-millisecond round trip, run inline: cheaper than a
                 # thread hop, and never longer than the Redis client's socket timeout.
                 for wait in self.budget.waits():
                     await asyncio.sleep(wait)
+                began = time.monotonic()  # the round trip, not the budget's wait, measures the API
             response = await self._http.send(step.request, stream=True)
             try:
                 body = BodyBuffer(self.max_response_bytes)
@@ -419,7 +437,15 @@ class AsyncSyncteraClient(_ClientCore):
                     body.undecodable = f"{type(exc).__name__}: {exc}"
             finally:
                 await response.aclose()
+            status = response.status_code
             return body.response(response)
+        finally:
+            self._gate.release(episode, step.operation, status, time.monotonic() - began)
+
+    def stats_snapshot(self) -> StatsSnapshot:
+        return dataclasses.replace(
+            self.stats.snapshot(), concurrency_limit=self.concurrency.limit, peak_in_flight=self._gate.peak
+        )
 
     async def iter_external_account_pages(
         self,

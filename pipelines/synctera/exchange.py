@@ -18,6 +18,7 @@ import httpx
 import pydantic
 
 from . import errors, models
+from .adaptive import CONGESTION_STATUSES
 from .operations import Operation
 from .retry import RetryPolicy, is_retryable_status, is_retryable_transport_error, retry_hint
 from .stats import CallStats
@@ -81,6 +82,7 @@ class BodyBuffer:
 @dataclass(frozen=True)
 class Send:
     request: httpx.Request
+    operation: str  # operationId: the concurrency limit keeps latency per operation
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
         attempt += 1
         ctx.stats.count("requests", op.operation_id)
         try:
-            response = yield Send(request)
+            response = yield Send(request, op.operation_id)
         except httpx.TransportError as exc:
             ctx.stats.answered()
             reason = ctx.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -127,6 +129,8 @@ def exchange(op: Operation[T], request: httpx.Request, ctx: CallContext) -> Conv
             continue
         assert response is not None
         ctx.stats.answered()
+        if response.status_code in CONGESTION_STATUSES:
+            ctx.stats.count("throttled", op.operation_id)
         if response.is_success:
             try:
                 result = _parse(op, target, response, ctx)

@@ -5,21 +5,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-KINDS = ("calls", "requests", "retries", "failures")
+KINDS = ("calls", "requests", "retries", "failures", "throttled")
 
 
 @dataclass(frozen=True)
 class StatsSnapshot:
-    """Requests counts every send (retries included); ``calls`` counts logical calls."""
+    """Requests counts every send (retries included); ``calls`` counts logical calls; ``throttled``
+    the answers 429 or 503 (too much at once)."""
 
     calls: dict[str, int]
     requests: dict[str, int]
     retries: dict[str, int]
     failures: dict[str, int]
+    throttled: dict[str, int] = field(default_factory=dict)
     first_sent: float | None = None  # epoch seconds of the first request sent
     last_answered: float | None = None  # ... and of the last answer (or transport failure) received
+    concurrency_limit: float | None = None  # requests allowed in flight when taken (async client)
+    peak_in_flight: int | None = None  # the most requests in flight at once (async client)
 
     @property
     def api_seconds(self) -> float:
@@ -36,6 +40,10 @@ class StatsSnapshot:
     def total_retries(self) -> int:
         return sum(self.retries.values())
 
+    @property
+    def total_throttled(self) -> int:
+        return sum(self.throttled.values())
+
 
 class CallStats:
     """Thread-safe counters keyed by operationId (e.g. ``getExternalAccountTransactions``)."""
@@ -47,7 +55,7 @@ class CallStats:
         self._last_answered: float | None = None
 
     def count(self, kind: str, operation_id: str) -> None:
-        """Add one to ``kind`` (calls, requests, retries or failures) for the operation."""
+        """Add one to ``kind`` (one of ``KINDS``) for the operation."""
         with self._lock:
             self._counts[kind][operation_id] += 1
             if kind == "requests" and self._first_sent is None:
@@ -60,4 +68,12 @@ class CallStats:
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
             counts = {kind: dict(counter) for kind, counter in self._counts.items()}
-            return StatsSnapshot(**counts, first_sent=self._first_sent, last_answered=self._last_answered)
+            return StatsSnapshot(
+                calls=counts["calls"],
+                requests=counts["requests"],
+                retries=counts["retries"],
+                failures=counts["failures"],
+                throttled=counts["throttled"],
+                first_sent=self._first_sent,
+                last_answered=self._last_answered,
+            )
