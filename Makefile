@@ -23,8 +23,8 @@ run: setup
 test: setup lint $(CHROMIUM) services
 	$(BIN)/python -m pytest
 
-# The scale-out tests use a real PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379: start each
-# when it is installed but stopped, or fail in one line naming it.
+# The scale-out tests use a real PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379 and RabbitMQ on
+# 127.0.0.1:5672: start each when it is installed but stopped, or fail in one line naming it.
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
 	  || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql 2>/dev/null) main start 2>/dev/null \
@@ -32,6 +32,9 @@ services:
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 \
 	  || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null 2>&1 \
 	  || { echo "Redis is not running on 127.0.0.1:6379 (and could not be started): start it" >&2; exit 1; }
+	@rabbitmqctl -q status >/dev/null 2>&1 \
+	  || { rabbitmq-server -detached >/dev/null 2>&1 && rabbitmqctl -q await_startup >/dev/null 2>&1; } \
+	  || { echo "RabbitMQ is not running on 127.0.0.1:5672 (and could not be started): start it" >&2; exit 1; }
 
 # The browser tests drive Debian's chromium through Playwright (no browser download is possible here).
 $(CHROMIUM):
