@@ -154,3 +154,37 @@ def test_a_prior_far_above_the_cap_goes_a_day_at_a_time() -> None:
     history, covered = _drive([3500] * 30, rate=3500.0)
     assert len(covered) == 30
     assert len(history) == 30 and all(o is Outcome.FLAGGED for _, o in history)
+
+
+def test_a_spike_seen_only_as_a_large_share_of_a_capped_answer_gets_a_window_of_its_own() -> None:
+    # 750 rows among ~5,200: a random 500 shows ~70 of them, under SPIKE, yet 12 times the mean share.
+    counts = [50] * 60 + [750] + [50] * 29
+    history, covered = _drive(counts)
+    spike = Window(START + 60 * ONE_DAY, START + 61 * ONE_DAY)
+    assert len(covered) == 90
+    assert (spike, Outcome.FLAGGED) in history
+    assert [w for w, o in history if o is Outcome.CAPPED and START + 60 * ONE_DAY in w] == [history[0][0]]
+
+
+def test_a_day_flagged_before_anything_is_counted_does_not_send_the_planner_back_to_the_whole_range() -> None:
+    counts = [600] + [30] * 89
+    history, covered = _drive(counts)
+    flagged = history.index((Window(START, START + ONE_DAY), Outcome.FLAGGED))
+    assert len(covered) == 90
+    assert all(o is not Outcome.CAPPED for _, o in history[flagged:])
+
+
+def test_days_before_a_spike_that_dominates_a_cold_capped_answer_are_asked_for_whole() -> None:
+    counts = [1] * 60 + [700] + [1] * 29
+    history, covered = _drive(counts)
+    assert len(covered) == 90
+    assert [o for _, o in history[:3]] == [Outcome.CAPPED, Outcome.COMPLETE, Outcome.FLAGGED]
+    assert history[1][0] == Window(START, START + 60 * ONE_DAY)
+
+
+def test_a_spike_counted_in_full_does_not_shrink_the_windows_after_it() -> None:
+    counts = [20] * 4 + [450] + [20] * 40
+    history, covered = _drive(counts, rate=20.0)
+    after = [w for w, _ in history if w.start > START + 4 * ONE_DAY]
+    assert len(covered) == 45
+    assert after and after[0].days >= 15
