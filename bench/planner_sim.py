@@ -54,6 +54,12 @@ def planned_calls(
     return calls
 
 
+def oracle_calls(counts: list[int], start: dt.date, *, seed: int) -> int:
+    """Calls of the planner told the account's true mean rate before its first call: the yardstick
+    of a cold backfill, which cannot know it (``bench.call_ratio``)."""
+    return planned_calls(counts, start, rate=statistics.fmean(counts), rng=np.random.default_rng(seed))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.planner_sim", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=90)
