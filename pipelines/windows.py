@@ -302,7 +302,9 @@ class WindowPlanner:
             # The window held 500 rows or more: a prior from earlier runs that expected fewer was
             # too low, and keeping it would cap the next windows too.
             self.rate = max(self.rate, TRANSACTIONS_CAP / window.days)
-        return max(1, min(window.days - 1, self._fit(window.days)))
+        # Planned as far as the range goes: the next window then ends where a full one would, instead
+        # of cutting this one evenly in two (it held 500 or more, so more than one window's worth).
+        return max(1, min(window.days - 1, self._fit((self.end - window.start).days)))
 
 
 def minimum_calls(day_counts: list[int]) -> int:

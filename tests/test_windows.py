@@ -188,3 +188,12 @@ def test_a_spike_counted_in_full_does_not_shrink_the_windows_after_it() -> None:
     after = [w for w, _ in history if w.start > START + 4 * ONE_DAY]
     assert len(covered) == 45
     assert after and after[0].days >= 15
+
+
+def test_after_a_capped_window_the_next_is_a_full_window_not_half_of_it() -> None:
+    # A prior of 20 a day on an account now at 30: the first window is capped; what it proved (500 or
+    # more rows) says its days hold about a window's worth, so the retry is most of it, not half.
+    history, covered = _drive([30] * 90, rate=20.0)
+    capped = next(i for i, (_, o) in enumerate(history) if o is Outcome.CAPPED)
+    assert len(covered) == 90
+    assert history[capped + 1][0].days > history[capped][0].days / 2 + 2
