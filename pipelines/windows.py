@@ -113,7 +113,7 @@ class WindowPlanner:
         self._cursor = self.start
         self._counts: dict[dt.date, int] = {}  # exact rows of each day fetched complete
         self._floors: dict[dt.date, int] = {}  # rows per day seen in capped answers: lower bounds
-        # Each day's rows in a capped answer ÷ that answer's mean rows per day: the shape of a sample,
+        # Each day's rows in a capped answer ÷ the other days' mean there: the shape of a sample,
         # never its size (a random 500 of N rows looks alike whatever N is). Planning only.
         self._shares: dict[dt.date, float] = {}
         self._shrink_to: int | None = None  # after a capped answer: the next window's length
@@ -143,10 +143,11 @@ class WindowPlanner:
         total = sum(rows_per_day.values())
         outcome = classify(window, total)
         if outcome is Outcome.CAPPED:
-            mean = total / window.days
             for day, count in rows_per_day.items():
                 self._floors[day] = max(self._floors.get(day, 0), count)
-                self._shares[day] = max(self._shares.get(day, 0.0), count / mean)
+                # Against the other days' mean: a spike must not raise the bar it is measured by.
+                others = max((total - count) / (window.days - 1), 0.5)
+                self._shares[day] = max(self._shares.get(day, 0.0), count / others)
             self._shrink_to = self._split(window, rows_per_day)
             return outcome
         self._shrink_to = None
@@ -237,7 +238,7 @@ class WindowPlanner:
 
     def _hinted(self, day: dt.date, typical: float) -> float:
         """The day's rows as its share of a capped answer suggests, scaled by the typical day's: a
-        750-row day among 4,000 rows shows ~90 of the 500, yet 15 times the mean share. A hint for
+        750-row day among 4,000 rows shows ~90 of the 500, yet 18 times another day's. A hint for
         sizing windows only: nothing is ever proven complete by it."""
         return self._shares.get(day, 0.0) * typical
 

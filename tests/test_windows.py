@@ -197,3 +197,13 @@ def test_after_a_capped_window_the_next_is_a_full_window_not_half_of_it() -> Non
     capped = next(i for i, (_, o) in enumerate(history) if o is Outcome.CAPPED)
     assert len(covered) == 90
     assert history[capped + 1][0].days > history[capped][0].days / 2 + 2
+
+
+def test_a_spike_is_measured_against_the_other_days_of_a_capped_answer_not_against_itself() -> None:
+    # 499 rows among 801 take ~310 of the 500: under three typical days, and only 2.5 times the
+    # answer's mean share, which the spike itself inflates; against the other days it is 5 times.
+    counts = [70, 499, 113, 119]
+    history, covered = _drive(counts, rate=116.7)
+    assert len(covered) == 4
+    assert [o for _, o in history].count(Outcome.CAPPED) == 1
+    assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in history
