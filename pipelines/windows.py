@@ -23,7 +23,7 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pipelines.synctera import TRANSACTIONS_CAP
@@ -108,6 +108,8 @@ class WindowPlanner:
     safety: float = 1.0
     uncertainty: float = 0.05
     cold_split: int = 16
+    known: Mapping[dt.date, int] = field(default_factory=dict)
+    """Rows of days an earlier run fetched alone: a spike there is set apart before it caps a window."""
 
     def __post_init__(self) -> None:
         self._cursor = self.start
@@ -216,7 +218,8 @@ class WindowPlanner:
             day = self._cursor + (days - 1) * ONE_DAY
             typical = rate * factors[day.weekday()]
             floor = self._floors.get(day, 0)
-            if self._is_spike(max(floor, self._hinted(day, typical)), typical):
+            hint = max(floor, self._hinted(day, typical), self.known.get(day, 0))
+            if self._is_spike(hint, typical):
                 # A day that dominated a capped answer gets a window of its own: plan up to it.
                 return self._even_split(expected, relative) if days > 1 else 1
             # A day seen in a capped answer holds at least the rows it showed there.

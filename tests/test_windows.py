@@ -207,3 +207,14 @@ def test_a_spike_is_measured_against_the_other_days_of_a_capped_answer_not_again
     assert len(covered) == 4
     assert [o for _, o in history].count(Outcome.CAPPED) == 1
     assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in history
+
+
+def test_a_day_an_earlier_run_fetched_alone_is_fetched_alone_again_before_it_caps_a_window() -> None:
+    counts = [10, 499, 20, 23]
+    planner = WindowPlanner(START, START + 4 * ONE_DAY, rate=23.4, known={START + ONE_DAY: 499})
+    windows = []
+    while (window := planner.next_window()) is not None:
+        rows = {d: c for d, c in ((START + n * ONE_DAY, c) for n, c in enumerate(counts)) if d in window}
+        windows.append((window, planner.record(window, rows)))
+    assert Outcome.CAPPED not in [o for _, o in windows]
+    assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in windows
