@@ -29,9 +29,9 @@ import dagster as dg
 
 from assets import build_assets
 from assets.resources import IngestResource, LakeResource, SyncteraApi
-from bench.planner_sim import oracle_calls
+from bench.planner_sim import oracle_calls, sandbox_for
 from pipelines import warehouse
-from pipelines.sandbox import DENSITY_PROFILES, Sandbox, SandboxConfig, running
+from pipelines.sandbox import DENSITY_PROFILES, Sandbox, running
 from pipelines.windows import minimum_calls
 
 ONE_DAY = dt.timedelta(days=1)
@@ -104,9 +104,8 @@ def _ledger(root: Path, start: dt.date, end: dt.date) -> tuple[list[str], dict[s
 
 def measure(*, seed: int, accounts: int, days: int, density: str, daily_runs: int) -> list[Run]:
     """The cold backfill of ``days``, then ``daily_runs`` warm scheduled runs, then yesterday alone."""
-    sandbox = Sandbox(SandboxConfig(seed=seed, accounts=accounts, density=density, history_days=days + 400))
-    today = dt.datetime.now(dt.UTC).date()
-    sandbox.today = today
+    sandbox = sandbox_for(seed=seed, accounts=accounts, density=density, days=days)
+    today = sandbox.today
     lookback = IngestResource().lookback_days
     runs: list[Run] = []
     with running(sandbox) as server, tempfile.TemporaryDirectory() as scratch:
