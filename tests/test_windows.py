@@ -218,3 +218,31 @@ def test_a_day_an_earlier_run_fetched_alone_is_fetched_alone_again_before_it_cap
         windows.append((window, planner.record(window, rows)))
     assert Outcome.CAPPED not in [o for _, o in windows]
     assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in windows
+
+
+def _ordered_500(rows: dict[dt.date, int], *, latest: bool) -> dict[dt.date, int]:
+    kept, left = {}, 500
+    for day in sorted(rows, reverse=latest):
+        kept[day] = min(rows[day], left)
+        left -= kept[day]
+        if not left:
+            break
+    return kept
+
+
+@pytest.mark.parametrize("latest", [False, True])
+@pytest.mark.parametrize("rate", [None, 40.0])
+def test_share_hints_from_a_skewed_api_never_make_a_window_complete_that_is_not(
+    latest: bool, rate: float | None
+) -> None:
+    """An API giving the earliest or latest 500 skews every share; only sizes may suffer."""
+    rng = random.Random(5)
+    counts = [rng.choice([0, 3, 30, 60, 150, 499, 500, 750]) for _ in range(90)]
+    history, covered = _drive(counts, rate=rate, sample=lambda r: _ordered_500(r, latest=latest))
+    kept = [w for w, o in history if o is not Outcome.CAPPED]
+    assert sorted(d for w in kept for d in (w.start + n * ONE_DAY for n in range(w.days))) == sorted(covered)
+    assert len(covered) == 90
+    for window, outcome in history:
+        total = sum(counts[(window.start - START).days : (window.end - START).days])
+        assert (outcome is Outcome.COMPLETE) == (total < 500)
+        assert (outcome is Outcome.FLAGGED) == (window.days == 1 and total >= 500)
