@@ -55,9 +55,11 @@ ui: setup
 	SYNCTERA_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/v0 SYNCTERA_API_KEY=sandbox-api-key \
 	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
 
-# Transaction calls of a real 90-day backfill (and a warm daily run) ÷ the minimum possible.
-# Workload S (200 accounts x 90 days, a few minutes) and the planner's call ratio; `make bench M=1`
-# adds workload M (2,000 accounts x 365 days, tens of minutes). Tables: BENCHMARKS.md.
+# Workload S (200 accounts x 90 days, a few minutes), then the call yardsticks (issue 13, point 4) of
+# real runs on three seeds: a cold 90-day backfill ÷ the planner told every account's true rate
+# (≤ 1.05), the warm daily run ÷ the minimum (≤ 1.05), yesterday alone = one call per account plus one
+# per flagged day. `make bench M=1` adds workload M (2,000 accounts x 365 days, tens of minutes).
+# Tables: BENCHMARKS.md.
 bench: setup
 	$(BIN)/python -m bench.perf $(if $(M),--m)
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11

@@ -27,6 +27,11 @@ from pipelines.windows import WindowPlanner, minimum_calls
 ONE_DAY = dt.timedelta(days=1)
 
 
+def sandbox_for(*, seed: int, accounts: int, density: str, days: int) -> Sandbox:
+    """The sandbox both this simulation and ``bench.call_ratio``'s real runs read: the same data."""
+    return Sandbox(SandboxConfig(seed=seed, accounts=accounts, density=density, history_days=days + 400))
+
+
 def planned_calls(
     counts: list[int],
     start: dt.date,
@@ -54,6 +59,12 @@ def planned_calls(
     return calls
 
 
+def oracle_calls(counts: list[int], start: dt.date, *, seed: int) -> int:
+    """Calls of the planner told the account's true mean rate before its first call: the yardstick
+    of a cold backfill, which cannot know it (``bench.call_ratio``)."""
+    return planned_calls(counts, start, rate=statistics.fmean(counts), rng=np.random.default_rng(seed))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.planner_sim", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=90)
@@ -71,11 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{'seed':>4} {'calls':>6} {'minimum':>8} {'ratio':>6}")
     by_class = {name: [0, 0] for name in ("idle", "light", "medium", "heavy")}
     for seed in args.seeds:
-        sandbox = Sandbox(
-            SandboxConfig(
-                seed=seed, accounts=args.accounts, density=args.density, history_days=args.days + 30
-            )
-        )
+        sandbox = sandbox_for(seed=seed, accounts=args.accounts, density=args.density, days=args.days)
         start = sandbox.today - args.days * ONE_DAY
         calls = minimum = 0
         for account in sandbox.accounts():

@@ -52,3 +52,29 @@ def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
     finally:
         connection.close()
     return {account_id: float(rate) for account_id, rate in rows}
+
+
+def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt.date, int]]:
+    """Rows of each day in ``[start, end)`` that an earlier run fetched alone (the latest such window
+    of an account-day): the spikes it set apart and the days it flagged. Hints for planning windows:
+    a day re-fetched in the lookback is its own window again, not a capped window first."""
+    if not lake.partitions("transaction_windows"):
+        return {}
+    connection = duckdb.connect()
+    try:
+        rows = connection.execute(
+            """
+            SELECT account_id, start_date, row_count
+            FROM read_parquet(?, hive_partitioning = true)
+            WHERE outcome <> 'capped' AND datediff('day', start_date, end_date) = 1
+              AND start_date >= ? AND start_date < ?
+            QUALIFY row_number() OVER (PARTITION BY account_id, start_date ORDER BY fetched_at DESC) = 1
+            """,
+            [lake.glob("transaction_windows"), start, end],
+        ).fetchall()
+    finally:
+        connection.close()
+    days: dict[str, dict[dt.date, int]] = {}
+    for account_id, day, count in rows:
+        days.setdefault(account_id, {})[day] = int(count)
+    return days

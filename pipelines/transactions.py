@@ -159,11 +159,13 @@ async def fetch_account_transactions(
     *,
     sink: RowSink,
     prior_rate: float | None = None,
+    prior_days: Mapping[dt.date, int] | None = None,
     progress: Progress | None = None,
 ) -> AccountTransactions:
     """All transactions of ``account_id`` dated in ``[start, end)``, given to ``sink`` window by
-    window, with the windows that proved them complete."""
-    planner = WindowPlanner(start, end, rate=prior_rate)
+    window, with the windows that proved them complete. ``prior_rate`` and ``prior_days`` (rows of
+    days an earlier run fetched alone) size the windows; only this run's answers prove anything."""
+    planner = WindowPlanner(start, end, rate=prior_rate, known=prior_days or {})
     result = AccountTransactions(account_id)
     seen = SeenIds()  # this account's ids so far: an id in two windows is an anomaly
     while (window := planner.next_window()) is not None:
@@ -207,6 +209,7 @@ async def fetch_all_accounts(
     end: dt.date,
     *,
     prior_rates: Mapping[str, float],
+    prior_days: Mapping[str, Mapping[dt.date, int]] | None = None,
     concurrency: int,
     sink: RowSink,
     progress: Progress | None = None,
@@ -228,6 +231,7 @@ async def fetch_all_accounts(
                 end,
                 sink=sink,
                 prior_rate=prior_rates.get(account_id),
+                prior_days=(prior_days or {}).get(account_id),
                 progress=progress,
             )
         if progress is not None:

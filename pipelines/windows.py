@@ -10,7 +10,11 @@ from the account's density: the rate seen in earlier runs (the ledger), then the
 days fetched so far. When nothing is known it asks for the whole range at once, which is one call for
 the many quiet accounts. A capped answer still says something: every day it returned rows for has at
 least that many, so days that dominate it (a spike of hundreds) are set apart into windows of their
-own, and the rest is re-planned. Nothing about the order or choice of the capped rows is assumed.
+own, and the rest is re-planned. A day's share of the answer, against the answer's mean share, marks a
+spike even when its rows are few, once the account's typical day is known. What a capped answer cannot
+say is how many rows the window holds: a random 500 of N rows is spread over the days alike whatever
+N is, so a cold start still probes for the scale. Nothing about the order or choice of the capped rows
+is assumed, and all of this sizes windows only: completeness comes from the counts alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pipelines.synctera import TRANSACTIONS_CAP
@@ -39,6 +43,10 @@ FINISH_WINDOWS = 4
 
 SPIKE_FACTOR = 3.0
 """...and that many times the day's typical rows: a busy account's ordinary day is no spike."""
+
+DOMINANT = 4
+"""A day showing this many times the sample rows of the days before it leaves them few enough to ask
+for whole, whatever the account's scale (the cold start's only clue to it)."""
 
 PRIOR_DAYS = 14
 """Days of exact counts after which this run's own density outweighs the ledger's prior."""
@@ -100,12 +108,18 @@ class WindowPlanner:
     safety: float = 1.0
     uncertainty: float = 0.05
     cold_split: int = 16
+    known: Mapping[dt.date, int] = field(default_factory=dict)
+    """Rows of days an earlier run fetched alone: a spike there is set apart before it caps a window."""
 
     def __post_init__(self) -> None:
         self._cursor = self.start
         self._counts: dict[dt.date, int] = {}  # exact rows of each day fetched complete
         self._floors: dict[dt.date, int] = {}  # rows per day seen in capped answers: lower bounds
-        self._shrink_to: int | None = None  # after a capped cold start: the next window's length
+        # Each day's rows in a capped answer ÷ the other days' mean there: the shape of a sample,
+        # never its size (a random 500 of N rows looks alike whatever N is). Planning only.
+        self._shares: dict[dt.date, float] = {}
+        self._shrink_to: int | None = None  # after a capped answer: the next window's length
+        self._probe: int | None = None  # capped, nothing counted yet: how many days to try next
 
     @property
     def done(self) -> bool:
@@ -118,7 +132,8 @@ class WindowPlanner:
         if self._shrink_to is not None:
             days = min(self._shrink_to, remaining)
         elif self._estimate() is None:
-            days = remaining
+            # Nothing counted yet: the whole range, unless a capped answer already said it is too much.
+            days = remaining if self._probe is None else min(self._probe, remaining)
         else:
             days = self._fit(remaining)
         return Window(self._cursor, self._cursor + days * ONE_DAY)
@@ -132,6 +147,9 @@ class WindowPlanner:
         if outcome is Outcome.CAPPED:
             for day, count in rows_per_day.items():
                 self._floors[day] = max(self._floors.get(day, 0), count)
+                # Against the other days' mean: a spike must not raise the bar it is measured by.
+                others = max((total - count) / (window.days - 1), 0.5)
+                self._shares[day] = max(self._shares.get(day, 0.0), count / others)
             self._shrink_to = self._split(window, rows_per_day)
             return outcome
         self._shrink_to = None
@@ -140,9 +158,11 @@ class WindowPlanner:
             while day < window.end:
                 self._counts[day] = rows_per_day.get(day, 0)
                 self._floors.pop(day, None)
+                self._shares.pop(day, None)
                 day += ONE_DAY
         else:
             self._floors.pop(window.start, None)
+            self._shares.pop(window.start, None)
         self._cursor = window.end
         return outcome
 
@@ -154,7 +174,9 @@ class WindowPlanner:
         if known == 0:
             return self.rate
         seen = sorted(self._counts.values())
-        typical = statistics.fmean(seen[: max(1, math.ceil(known * 0.95))])
+        # A spike counted in full is no measure of the ordinary day (it had a window of its own).
+        ordinary = [c for c in seen if not self._is_spike(c, statistics.median(seen))] or seen
+        typical = statistics.fmean(ordinary[: max(1, math.ceil(len(ordinary) * 0.95))])
         if self.rate is None or known >= PRIOR_DAYS:
             return typical
         weight = known / PRIOR_DAYS
@@ -196,7 +218,8 @@ class WindowPlanner:
             day = self._cursor + (days - 1) * ONE_DAY
             typical = rate * factors[day.weekday()]
             floor = self._floors.get(day, 0)
-            if self._is_spike(floor, typical):
+            hint = max(floor, self._hinted(day, typical), self.known.get(day, 0))
+            if self._is_spike(hint, typical):
                 # A day that dominated a capped answer gets a window of its own: plan up to it.
                 return self._even_split(expected, relative) if days > 1 else 1
             # A day seen in a capped answer holds at least the rows it showed there.
@@ -212,9 +235,15 @@ class WindowPlanner:
         return self._even_split(expected, relative)
 
     @staticmethod
-    def _is_spike(floor: int, typical: float) -> bool:
-        """A day whose rows in a capped answer dwarf its usual count: it is fetched on its own."""
-        return floor >= max(SPIKE, SPIKE_FACTOR * typical)
+    def _is_spike(rows: float, typical: float) -> bool:
+        """A day whose rows dwarf its usual count: it is fetched on its own."""
+        return rows >= max(SPIKE, SPIKE_FACTOR * typical)
+
+    def _hinted(self, day: dt.date, typical: float) -> float:
+        """The day's rows as its share of a capped answer suggests, scaled by the typical day's: a
+        750-row day among 4,000 rows shows ~90 of the 500, yet 18 times another day's. A hint for
+        sizing windows only: nothing is ever proven complete by it."""
+        return self._shares.get(day, 0.0) * typical
 
     def _cap_chance(self, rows: float, relative: float) -> float:
         """The chance that a window expected to hold ``rows`` reaches the cap."""
@@ -247,22 +276,39 @@ class WindowPlanner:
 
     def _split(self, window: Window, rows_per_day: Mapping[dt.date, int]) -> int:
         """How many days to ask for next, after ``window`` came back capped."""
+        estimate = self._estimate()
+        if estimate is None:
+            # Nothing counted yet, so no scale: the answer's 500 rows say only that the window holds
+            # 500 or more. The first cap takes a sixteenth of the days, which in one or two rounds
+            # finds the account's scale; a capped probe is halved (its rate is already known to be
+            # at least 500 / its days). A day standing out of the sample (proven ≥ SPIKE rows and
+            # SPIKE_FACTOR times the mean share) is set apart: the days before it are asked for
+            # whole when the sample shows them small beside it, else they are probed.
+            self._probe = max(1, window.days // (2 if self._probe is not None else self.cold_split))
+            mean, before = TRANSACTIONS_CAP / window.days, 0
+            for offset in range(window.days):
+                rows = rows_per_day.get(window.start + offset * ONE_DAY, 0)
+                if offset and rows >= SPIKE and rows >= SPIKE_FACTOR * mean:
+                    return offset if before * DOMINANT <= rows else min(self._probe, offset)
+                before += rows
+            return self._probe
         # A day that holds a large share of the capped answer is set apart: everything before it
         # is asked for next, then that day alone.
-        estimate = self._estimate()
         for offset in range(window.days):
             day = window.start + offset * ONE_DAY
-            if self._is_spike(rows_per_day.get(day, 0), estimate or 0.0):
+            floor = rows_per_day.get(day, 0)
+            if self._is_spike(max(floor, self._hinted(day, estimate)), estimate):
                 return max(1, offset)
-        if estimate is None or estimate * window.days < TRANSACTIONS_CAP / 2:
-            # Cold start, or the estimate was badly wrong: take a sixteenth of the days, which in one
-            # or two rounds finds the account's scale; the first complete window then sets the rate.
+        if estimate * window.days < TRANSACTIONS_CAP / 2:
+            # The estimate was badly wrong: take a sixteenth of the days, as a cold start does.
             return max(1, window.days // self.cold_split)
         if self.rate is not None:
             # The window held 500 rows or more: a prior from earlier runs that expected fewer was
             # too low, and keeping it would cap the next windows too.
             self.rate = max(self.rate, TRANSACTIONS_CAP / window.days)
-        return max(1, min(window.days - 1, self._fit(window.days)))
+        # Planned as far as the range goes: the next window then ends where a full one would, instead
+        # of cutting this one evenly in two (it held 500 or more, so more than one window's worth).
+        return max(1, min(window.days - 1, self._fit((self.end - window.start).days)))
 
 
 def minimum_calls(day_counts: list[int]) -> int:

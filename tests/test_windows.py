@@ -154,3 +154,95 @@ def test_a_prior_far_above_the_cap_goes_a_day_at_a_time() -> None:
     history, covered = _drive([3500] * 30, rate=3500.0)
     assert len(covered) == 30
     assert len(history) == 30 and all(o is Outcome.FLAGGED for _, o in history)
+
+
+def test_a_spike_seen_only_as_a_large_share_of_a_capped_answer_gets_a_window_of_its_own() -> None:
+    # 750 rows among ~5,200: a random 500 shows ~70 of them, under SPIKE, yet 12 times the mean share.
+    counts = [50] * 60 + [750] + [50] * 29
+    history, covered = _drive(counts)
+    spike = Window(START + 60 * ONE_DAY, START + 61 * ONE_DAY)
+    assert len(covered) == 90
+    assert (spike, Outcome.FLAGGED) in history
+    assert [w for w, o in history if o is Outcome.CAPPED and START + 60 * ONE_DAY in w] == [history[0][0]]
+
+
+def test_a_day_flagged_before_anything_is_counted_does_not_send_the_planner_back_to_the_whole_range() -> None:
+    counts = [600] + [30] * 89
+    history, covered = _drive(counts)
+    flagged = history.index((Window(START, START + ONE_DAY), Outcome.FLAGGED))
+    assert len(covered) == 90
+    assert all(o is not Outcome.CAPPED for _, o in history[flagged:])
+
+
+def test_days_before_a_spike_that_dominates_a_cold_capped_answer_are_asked_for_whole() -> None:
+    counts = [1] * 60 + [700] + [1] * 29
+    history, covered = _drive(counts)
+    assert len(covered) == 90
+    assert [o for _, o in history[:3]] == [Outcome.CAPPED, Outcome.COMPLETE, Outcome.FLAGGED]
+    assert history[1][0] == Window(START, START + 60 * ONE_DAY)
+
+
+def test_a_spike_counted_in_full_does_not_shrink_the_windows_after_it() -> None:
+    counts = [20] * 4 + [450] + [20] * 40
+    history, covered = _drive(counts, rate=20.0)
+    after = [w for w, _ in history if w.start > START + 4 * ONE_DAY]
+    assert len(covered) == 45
+    assert after and after[0].days >= 15
+
+
+def test_after_a_capped_window_the_next_is_a_full_window_not_half_of_it() -> None:
+    # A prior of 20 a day on an account now at 30: the first window is capped; what it proved (500 or
+    # more rows) says its days hold about a window's worth, so the retry is most of it, not half.
+    history, covered = _drive([30] * 90, rate=20.0)
+    capped = next(i for i, (_, o) in enumerate(history) if o is Outcome.CAPPED)
+    assert len(covered) == 90
+    assert history[capped + 1][0].days > history[capped][0].days / 2 + 2
+
+
+def test_a_spike_is_measured_against_the_other_days_of_a_capped_answer_not_against_itself() -> None:
+    # 499 rows among 801 take ~310 of the 500: under three typical days, and only 2.5 times the
+    # answer's mean share, which the spike itself inflates; against the other days it is 5 times.
+    counts = [70, 499, 113, 119]
+    history, covered = _drive(counts, rate=116.7)
+    assert len(covered) == 4
+    assert [o for _, o in history].count(Outcome.CAPPED) == 1
+    assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in history
+
+
+def test_a_day_an_earlier_run_fetched_alone_is_fetched_alone_again_before_it_caps_a_window() -> None:
+    counts = [10, 499, 20, 23]
+    planner = WindowPlanner(START, START + 4 * ONE_DAY, rate=23.4, known={START + ONE_DAY: 499})
+    windows = []
+    while (window := planner.next_window()) is not None:
+        rows = {d: c for d, c in ((START + n * ONE_DAY, c) for n, c in enumerate(counts)) if d in window}
+        windows.append((window, planner.record(window, rows)))
+    assert Outcome.CAPPED not in [o for _, o in windows]
+    assert (Window(START + ONE_DAY, START + 2 * ONE_DAY), Outcome.COMPLETE) in windows
+
+
+def _ordered_500(rows: dict[dt.date, int], *, latest: bool) -> dict[dt.date, int]:
+    kept, left = {}, 500
+    for day in sorted(rows, reverse=latest):
+        kept[day] = min(rows[day], left)
+        left -= kept[day]
+        if not left:
+            break
+    return kept
+
+
+@pytest.mark.parametrize("latest", [False, True])
+@pytest.mark.parametrize("rate", [None, 40.0])
+def test_share_hints_from_a_skewed_api_never_make_a_window_complete_that_is_not(
+    latest: bool, rate: float | None
+) -> None:
+    """An API giving the earliest or latest 500 skews every share; only sizes may suffer."""
+    rng = random.Random(5)
+    counts = [rng.choice([0, 3, 30, 60, 150, 499, 500, 750]) for _ in range(90)]
+    history, covered = _drive(counts, rate=rate, sample=lambda r: _ordered_500(r, latest=latest))
+    kept = [w for w, o in history if o is not Outcome.CAPPED]
+    assert sorted(d for w in kept for d in (w.start + n * ONE_DAY for n in range(w.days))) == sorted(covered)
+    assert len(covered) == 90
+    for window, outcome in history:
+        total = sum(counts[(window.start - START).days : (window.end - START).days])
+        assert (outcome is Outcome.COMPLETE) == (total < 500)
+        assert (outcome is Outcome.FLAGGED) == (window.days == 1 and total >= 500)

@@ -120,6 +120,7 @@ def ingest_transactions(
     """Fetch every account's transactions dated in ``[start, end)`` and replace those partitions."""
     lake.clear_staging()
     rates = ledger.prior_rates(lake, around=start)
+    known_days = ledger.prior_days(lake, start=start, end=end)
     emit(
         f"transactions {start}..{end} (end exclusive) for {len(account_ids)} accounts of the "
         f"{snapshot_day} snapshot; {len(rates)} have a density from earlier runs"
@@ -149,6 +150,7 @@ def ingest_transactions(
                     start,
                     end,
                     prior_rates=rates,
+                    prior_days=known_days,
                     concurrency=concurrency,
                     sink=to_spool,
                     progress=progress,
