@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from operator import attrgetter
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import lake
 from pipelines.synctera.errors import ApiError
-from pipelines.synctera.models import (
-    TRANSACTION_FIELDS,
-    ApiRecord,
-    ExternalAccount,
-    ExternalAccountBalance,
-    TransactionRow,
-)
+from pipelines.synctera.models import ApiRecord, ExternalAccount, ExternalAccountBalance
+from pipelines.synctera.rows import Transaction, extras
 
 
 def _extra(record: ApiRecord) -> str | None:
@@ -34,31 +31,36 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-_TRANSACTION_COLUMNS = [name for name in lake.TRANSACTIONS.names if name in TRANSACTION_FIELDS]
+_FIELD_OF = {
+    name: attrgetter(name) for name in lake.TRANSACTIONS.names if name in Transaction.__struct_fields__
+}
 
 
-def _row_extra(row: Mapping[str, Any]) -> str | None:
-    """Keys the 0.153.0 schema does not know, as JSON: kept, never dropped."""
-    unknown = row.keys() - TRANSACTION_FIELDS
-    return _json({key: row[key] for key in unknown}) if unknown else None
+def _repeated(value: Any, field: pa.Field, count: int) -> pa.Array:
+    """``count`` times ``value``, built in Arrow (a Python list of timestamps costs ~0.2 µs a row)."""
+    return pc.fill_null(pa.nulls(count, field.type), pa.scalar(value, field.type))
 
 
 def transactions_table(
     account_id: str,
-    transactions: Sequence[TransactionRow],
+    transactions: Sequence[Transaction],
     *,
     fetched_at: dt.datetime,
     run_id: str,
 ) -> pa.Table:
-    """Checked rows to Arrow, column by column (no object per row on the way)."""
-    rows = cast("Sequence[Mapping[str, Any]]", transactions)
-    count = len(rows)
-    columns: dict[str, list[Any]] = {name: [row.get(name) for row in rows] for name in _TRANSACTION_COLUMNS}
-    columns["account_id"] = [account_id] * count
-    columns["extra"] = [_row_extra(row) for row in rows]
-    columns["fetched_at"] = [fetched_at] * count
-    columns["run_id"] = [run_id] * count
-    return pa.Table.from_pydict(columns, schema=lake.TRANSACTIONS)
+    """Checked rows to Arrow, a column at a time from the rows' attributes."""
+    count = len(transactions)
+    arrays = []
+    for field in lake.TRANSACTIONS:
+        name = field.name
+        if name in _FIELD_OF:
+            arrays.append(pa.array(list(map(_FIELD_OF[name], transactions)), field.type))
+        elif name == "extra":
+            arrays.append(pa.array(extras(transactions), field.type))
+        else:
+            constant = {"account_id": account_id, "fetched_at": fetched_at, "run_id": run_id}[name]
+            arrays.append(_repeated(constant, field, count))
+    return pa.Table.from_arrays(arrays, schema=lake.TRANSACTIONS)
 
 
 def accounts_table(accounts: Sequence[ExternalAccount], *, observed_at: dt.datetime, run_id: str) -> pa.Table:

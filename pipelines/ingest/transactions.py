@@ -24,7 +24,7 @@ from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
 from pipelines.spool import DateSpool
 from pipelines.synctera import StatsSnapshot
-from pipelines.synctera.models import TransactionRow
+from pipelines.synctera.rows import Transaction
 from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import publishing
 from pipelines.windows import Outcome
@@ -60,8 +60,8 @@ class TransactionsSummary:
     stats: StatsSnapshot
 
 
-def _row_date(row: TransactionRow) -> dt.date:
-    day = row["date"]
+def _row_date(row: Transaction) -> dt.date:
+    day = row.date
     assert day is not None  # checked when the window came back
     return day
 
@@ -131,7 +131,7 @@ def ingest_transactions(
 
     with DateSpool(lake.staging_dir, TRANSACTIONS, start, end) as spool:
 
-        def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
+        def to_spool(account_id: str, window: WindowRecord, rows: list[Transaction]) -> None:
             # In date order, the spool cuts the table by day without a copy (Arrow's take costs
             # ~1 µs a row; sorting the dicts a tenth of that).
             rows.sort(key=_row_date)
