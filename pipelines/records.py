@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import lake
 from pipelines.synctera.errors import ApiError
 from pipelines.synctera.models import ApiRecord, ExternalAccount, ExternalAccountBalance
-from pipelines.synctera.rows import Transaction, extras
+from pipelines.synctera.rows import ExtendedTransaction, Transaction, extras
 
 
 def _extra(record: ApiRecord) -> str | None:
@@ -31,14 +32,16 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-_FIELD_OF = {
-    name: attrgetter(name) for name in lake.TRANSACTIONS.names if name in Transaction.__struct_fields__
-}
+_FIELD_OF = {name: attrgetter(name) for name in Transaction.__struct_fields__}
 
 
-def _repeated(value: Any, field: pa.Field, count: int) -> pa.Array:
-    """``count`` times ``value``, built in Arrow (a Python list of timestamps costs ~0.2 µs a row)."""
-    return pc.fill_null(pa.nulls(count, field.type), pa.scalar(value, field.type))
+@dataclass(frozen=True)
+class WindowRows:
+    """Checked rows of one account's window, and when they were fetched."""
+
+    account_id: str
+    fetched_at: dt.datetime
+    rows: Sequence[Transaction]
 
 
 def transactions_table(
@@ -48,18 +51,34 @@ def transactions_table(
     fetched_at: dt.datetime,
     run_id: str,
 ) -> pa.Table:
-    """Checked rows to Arrow, a column at a time from the rows' attributes."""
-    count = len(transactions)
+    """One window's checked rows to Arrow."""
+    return window_rows_table([WindowRows(account_id, fetched_at, transactions)], run_id=run_id)
+
+
+def window_rows_table(parts: Sequence[WindowRows], *, run_id: str) -> pa.Table:
+    """Checked rows of many windows to one Arrow table, in the order given, a column at a time.
+
+    One table for thousands of rows: each column costs Arrow a fixed few microseconds however short
+    it is, which a table per window (a few hundred rows) paid 16 times over.
+    """
+    rows = [row for part in parts for row in part.rows]
+    # Each row's window, to repeat the window's account and fetch time in Arrow (no list per row).
+    which = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), [len(p.rows) for p in parts]))
     arrays = []
     for field in lake.TRANSACTIONS:
         name = field.name
         if name in _FIELD_OF:
-            arrays.append(pa.array(list(map(_FIELD_OF[name], transactions)), field.type))
+            arrays.append(pa.array(list(map(_FIELD_OF[name], rows)), field.type))
         elif name == "extra":
-            arrays.append(pa.array(extras(transactions), field.type))
+            # An answer with unknown fields has every row extended, so its first row tells.
+            extended = any(p.rows and isinstance(p.rows[0], ExtendedTransaction) for p in parts)
+            arrays.append(pa.array(extras(rows), field.type) if extended else pa.nulls(len(rows), field.type))
+        elif name == "account_id":
+            arrays.append(pa.array([p.account_id for p in parts], field.type).take(which))
+        elif name == "fetched_at":
+            arrays.append(pa.array([p.fetched_at for p in parts], field.type).take(which))
         else:
-            constant = {"account_id": account_id, "fetched_at": fetched_at, "run_id": run_id}[name]
-            arrays.append(_repeated(constant, field, count))
+            arrays.append(pc.fill_null(pa.nulls(len(rows), field.type), pa.scalar(run_id, field.type)))
     return pa.Table.from_arrays(arrays, schema=lake.TRANSACTIONS)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines import ledger, records
+from pipelines import ledger
+from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.lake import TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
@@ -130,16 +131,16 @@ def ingest_transactions(
     progress = Progress("transactions", len(account_ids))
 
     with DateSpool(lake.staging_dir, TRANSACTIONS, start, end) as spool:
+        buffer = DayBuffer(spool.add, run_id=run_id)
 
         def to_spool(account_id: str, window: WindowRecord, rows: list[Transaction]) -> None:
-            # In date order, the spool cuts the table by day without a copy (Arrow's take costs
-            # ~1 µs a row; sorting the dicts a tenth of that).
+            # In date order, the rows are cut by day without a copy (Arrow's take costs ~1 µs a
+            # row; sorting the rows a tenth of that).
             rows.sort(key=_row_date)
             per_day = Counter(map(_row_date, rows))
             rows_by_day.update(per_day)
             accounts_by_day.update(per_day.keys())  # kept windows of an account never overlap
-            table = records.transactions_table(account_id, rows, fetched_at=window.fetched_at, run_id=run_id)
-            spool.add(table)
+            buffer.add(account_id, window.fetched_at, rows)
 
         async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
             async with client() as api, progress.reporting(emit, progress_seconds):
@@ -156,6 +157,7 @@ def ingest_transactions(
                 return results, api.stats_snapshot()
 
         results, stats = run_cancellable(fetch(), cancelled, what="transactions")
+        buffer.flush()
         release_free_memory()  # the fetch's freed rows, before the write phase allocates its own
         windows = [w for r in results for w in r.windows]
         emit(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")

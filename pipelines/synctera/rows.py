@@ -84,14 +84,15 @@ def decode_transaction_batch(body: bytes) -> TransactionBatch:
     return TransactionBatch.model_construct(transactions=rows, body=body)
 
 
-def _from_row(row: TransactionRow) -> Transaction:
-    """A row pydantic accepted, with any unknown fields as the ``extra`` JSON."""
+def _from_row(row: TransactionRow) -> ExtendedTransaction:
+    """A row pydantic accepted, with its unknown fields (if any) as the ``extra`` JSON. Every row of
+    such an answer is an ``ExtendedTransaction``, so that one row tells whether a window has any."""
     values: dict[str, Any] = dict(row)
     unknown = values.keys() - TRANSACTION_FIELDS
-    if not unknown:
-        return Transaction(**values)
-    extra = json.dumps({key: values.pop(key) for key in unknown}, sort_keys=True, default=str)
-    return ExtendedTransaction(**values, extra=extra)
+    extra = {key: values.pop(key) for key in unknown}
+    return ExtendedTransaction(
+        **values, extra=json.dumps(extra, sort_keys=True, default=str) if extra else None
+    )
 
 
 def extras(rows: Sequence[Transaction]) -> list[str | None]:
