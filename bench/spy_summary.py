@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("validation (pydantic, bytes to dicts)", ("validate_json", "model_validate_json")),
-    ("dicts to Arrow (pipelines/records.py)", ("pipelines/records.py",)),
+    ("validation (msgspec, pydantic: bytes to rows)", ("decode_transaction_batch", "validate_json")),
+    ("rows to Arrow (records.py, day_buffer.py)", ("pipelines/records.py", "pipelines/day_buffer.py")),
     ("spool (pipelines/spool.py)", ("pipelines/spool.py",)),
     ("row checks and seen ids", ("_checked_rows", "_unique", "SeenIds")),
     ("window planner", ("pipelines/windows.py",)),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 
@@ -39,3 +40,19 @@ def release_free_memory(*, collect: bool = True, trim: bool = True) -> None:
     if trim and _TRIM is not None:
         _TRIM(0)
     pa.default_memory_pool().release_unused()
+
+
+@contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Leave the objects alive now out of the garbage collector's passes until the block ends.
+
+    A fetch allocates hundreds of thousands of objects, which now and then set off a full collection;
+    each walks every object of the process, Dagster's included (about 0.2 s with Dagster loaded, three
+    times in the S benchmark's fetch). Frozen, the objects that were there before are skipped; any of
+    them that became garbage meanwhile is collected once they are back (``gc.unfreeze``).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

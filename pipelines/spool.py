@@ -125,12 +125,16 @@ class DateSpool:
         thus holds one copy of a block, not two."""
         if not path.exists():
             return self.schema.empty_table()
-        by_day: dict[dt.date, list[pa.Table]] = {}
+        streams = []
         with pa.memory_map(str(path)) as source:
             while source.tell() < source.size():
-                stream = pa.ipc.open_stream(source, options=IPC_READ_OPTIONS).read_all()
-                for day, rows in split_by_date(stream):
-                    by_day.setdefault(day, []).append(rows)
+                streams.append(pa.ipc.open_stream(source, options=IPC_READ_OPTIONS).read_all())
+        if self.block_days == 1:  # every stream holds the one day: already in date order
+            return pa.concat_tables(streams) if streams else self.schema.empty_table()
+        by_day: dict[dt.date, list[pa.Table]] = {}
+        for stream in streams:
+            for day, rows in split_by_date(stream):
+                by_day.setdefault(day, []).append(rows)
         if not by_day:
             return self.schema.empty_table()
         return pa.concat_tables([rows for day in sorted(by_day) for rows in by_day[day]])

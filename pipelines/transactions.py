@@ -21,7 +21,7 @@ import numpy as np
 
 from pipelines.progress import Progress
 from pipelines.synctera import AsyncSyncteraClient, SyncteraError, last_call_attempts
-from pipelines.synctera.models import TransactionRow
+from pipelines.synctera.rows import Transaction, TransactionBatch
 from pipelines.windows import Outcome, Window, WindowPlanner
 
 log = logging.getLogger("pipelines.transactions")
@@ -57,7 +57,7 @@ class WindowRecord:
     fetched_at: dt.datetime
 
 
-RowSink = Callable[[str, WindowRecord, list[TransactionRow]], None]
+RowSink = Callable[[str, WindowRecord, list[Transaction]], None]
 """Receives each kept window's rows (account id, window, rows) as soon as they are checked."""
 
 
@@ -80,12 +80,12 @@ class AccountTransactions:
         return sum(1 for w in self.windows if w.outcome is Outcome.CAPPED)
 
 
-def _checked_rows(account_id: str, window: Window, rows: Sequence[TransactionRow]) -> Counter[dt.date]:
+def _checked_rows(account_id: str, window: Window, rows: Sequence[Transaction]) -> Counter[dt.date]:
     """Rows per day, after checking that each row has an id and a date inside the window."""
     per_day: Counter[dt.date] = Counter()
     start, end = window.start, window.end
     for position, row in enumerate(rows):
-        key, day = row.get("transaction_id"), row.get("date")
+        key, day = row.transaction_id, row.date
         if not key:
             raise TransactionAnomaly(account_id, window, f"row {position} has no transaction_id")
         if day is None:
@@ -126,29 +126,29 @@ class SeenIds:
 
 
 def _unique(
-    result: AccountTransactions, seen: SeenIds, window: Window, rows: Sequence[TransactionRow]
-) -> list[TransactionRow]:
+    result: AccountTransactions, seen: SeenIds, window: Window, batch: TransactionBatch
+) -> list[Transaction]:
     """The window's rows, each id once: an identical repeat is dropped and counted; the same id with
     other contents, or again in another window (so on another date), is an anomaly. ``seen`` holds
     the ids of the account's earlier windows."""
-    kept: dict[str, TransactionRow] = {}
-    for row in rows:
-        key = row["transaction_id"]
+    rows = batch.transactions
+    kept: dict[str, int] = {}  # id -> position of its first row
+    for position, row in enumerate(rows):
+        key = row.transaction_id
         assert key is not None  # checked above
-        previous = kept.get(key)
-        if previous is None:
-            kept[key] = row
-        elif previous == row:
-            result.duplicates_dropped += 1
-        else:
+        first = kept.setdefault(key, position)
+        if first == position:
+            continue
+        if not batch.same_contents(first, position):
             raise TransactionAnomaly(
                 result.account_id, window, f"transaction {key} came back twice with different contents"
             )
+        result.duplicates_dropped += 1
     again = seen.add_new(list(kept))
     if again is not None:
         raise TransactionAnomaly(result.account_id, window, f"transaction {again} came back in two windows")
     result.rows += len(kept)
-    return list(kept.values())
+    return list(rows) if len(kept) == len(rows) else [rows[position] for position in kept.values()]
 
 
 async def fetch_account_transactions(
@@ -170,7 +170,7 @@ async def fetch_account_transactions(
     seen = SeenIds()  # this account's ids so far: an id in two windows is an anomaly
     while (window := planner.next_window()) is not None:
         try:
-            answer = await client.get_external_account_transaction_rows(
+            answer = await client.get_external_account_transaction_batch(
                 account_id, start_date=window.start, end_date=window.end
             )
         except SyncteraError as exc:
@@ -195,7 +195,7 @@ async def fetch_account_transactions(
                 len(rows),
             )
             result.flagged_days.append(window.start)
-        kept = _unique(result, seen, window, rows)
+        kept = _unique(result, seen, window, answer)
         if progress is not None:
             progress.advance(rows=len(kept))
         sink(account_id, record, kept)

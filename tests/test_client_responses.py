@@ -16,6 +16,7 @@ from pipelines.synctera import (
     ServerError,
     SyncteraClient,
 )
+from pipelines.synctera.rows import ExtendedTransaction
 
 from .conftest import FAST_RETRY
 
@@ -131,15 +132,18 @@ def test_null_verification_unknown_fields_and_offsets_parse() -> None:
         ({"rows": []}, "transactions: Field required"),
     ],
 )
-@pytest.mark.parametrize("as_rows", [False, True], ids=["models", "rows"])
-def test_type_changes_fail_loudly(payload: object, reason: str, as_rows: bool) -> None:
-    """The bulk path (rows as dicts) checks exactly what the typed models check."""
+@pytest.mark.parametrize("path", ["models", "rows", "batch"])
+def test_type_changes_fail_loudly(payload: object, reason: str, path: str) -> None:
+    """The bulk paths (rows as dicts, rows decoded straight from the bytes) check exactly what the
+    typed models check, and say so in the same words."""
     import datetime as dt
 
     client = _client(lambda r: _json(payload))
-    call = (
-        client.get_external_account_transaction_rows if as_rows else client.get_external_account_transactions
-    )
+    call = {
+        "models": client.get_external_account_transactions,
+        "rows": client.get_external_account_transaction_rows,
+        "batch": client.get_external_account_transaction_batch,
+    }[path]
     with pytest.raises(InvalidResponseError) as caught:
         call("a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2))
     assert reason in str(caught.value)
@@ -158,6 +162,12 @@ def test_rows_keep_unknown_fields_and_leave_absent_ones_out() -> None:
     )
     assert answer.transactions == [
         {"transaction_id": "t", "date": dt.date(2026, 1, 1), "amount": 5, "new": [1]}
+    ]
+    batch = client.get_external_account_transaction_batch(
+        "a", start_date=dt.date(2026, 1, 1), end_date=dt.date(2026, 1, 2)
+    )
+    assert batch.transactions == [
+        ExtendedTransaction(transaction_id="t", date=dt.date(2026, 1, 1), amount=5, extra='{"new": [1]}')
     ]
 
 

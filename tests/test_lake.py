@@ -18,7 +18,7 @@ from pipelines import lake as lake_module
 from pipelines import warehouse
 from pipelines.lake import Lake, split_by_date
 from pipelines.records import transactions_table
-from pipelines.synctera.models import TransactionRows
+from pipelines.synctera.rows import decode_transaction_batch
 
 DAY = dt.date(2026, 3, 1)
 NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
@@ -29,7 +29,7 @@ def _rows(day: dt.date, n: int, *, amount: int = 100, account: str = "acc") -> p
         f'{{"transaction_id": "t{i}", "date": "{day}", "amount": {amount + i}, "new_field": {i}}}'
         for i in range(n)
     )
-    transactions = TransactionRows.model_validate_json(f'{{"transactions": [{body}]}}').transactions
+    transactions = decode_transaction_batch(f'{{"transactions": [{body}]}}'.encode()).transactions
     return transactions_table(account, transactions, fetched_at=NOW, run_id="run-1")
 
 
@@ -220,8 +220,8 @@ def test_replacing_some_accounts_keeps_the_others_rows(tmp_path: Path) -> None:
     first = _rows(DAY, 3)
     other = transactions_table(
         "other",
-        TransactionRows.model_validate_json(
-            f'{{"transactions": [{{"transaction_id": "o", "date": "{DAY}"}}]}}'
+        decode_transaction_batch(
+            f'{{"transactions": [{{"transaction_id": "o", "date": "{DAY}"}}]}}'.encode()
         ).transactions,
         fetched_at=NOW,
         run_id="r",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pipelines.synctera import AsyncSyncteraClient
-from pipelines.synctera.models import TransactionRow
+from pipelines.synctera.rows import Transaction
 from pipelines.transactions import (
     AccountTransactions,
     SeenIds,
@@ -31,7 +31,7 @@ START, END = dt.date(2026, 2, 1), dt.date(2026, 2, 8)
 
 def _fetch(
     rows_for: Callable[[dt.date, dt.date], list[dict[str, object]]], status: int = 200
-) -> tuple[AccountTransactions, list[TransactionRow]]:
+) -> tuple[AccountTransactions, list[Transaction]]:
     """Fetch one account from a fake server; returns the result and every row the sink received."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -39,7 +39,7 @@ def _fetch(
         end = dt.date.fromisoformat(request.url.params["end_date"])
         return httpx.Response(status, json={"transactions": rows_for(start, end)})
 
-    received: list[TransactionRow] = []
+    received: list[Transaction] = []
 
     async def run() -> AccountTransactions:
         async with AsyncSyncteraClient(
@@ -78,7 +78,7 @@ def test_rows_without_key_or_date_are_errors(row: dict[str, object], problem: st
 def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_are_dropped() -> None:
     twice = [{"transaction_id": "a", "date": "2026-02-02", "amount": 5}] * 2
     result, rows = _fetch(lambda s, e: twice)
-    assert [r["transaction_id"] for r in rows] == ["a"]
+    assert [r.transaction_id for r in rows] == ["a"]
     assert result.duplicates_dropped == 1
     clash = [twice[0], {**twice[0], "amount": 6}]
     with pytest.raises(TransactionAnomaly, match="twice with different contents"):
@@ -88,7 +88,7 @@ def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_a
 def test_ids_differing_only_by_case_are_two_transactions() -> None:
     rows = [{"transaction_id": "AbC", "date": "2026-02-02"}, {"transaction_id": "aBc", "date": "2026-02-02"}]
     _, received = _fetch(lambda s, e: rows)
-    assert sorted(r.get("transaction_id") or "" for r in received) == ["AbC", "aBc"]
+    assert sorted(r.transaction_id or "" for r in received) == ["AbC", "aBc"]
 
 
 def test_a_failing_window_names_account_and_window() -> None:
@@ -104,7 +104,7 @@ def test_capped_windows_are_split_and_their_rows_not_kept() -> None:
         return every[:500]
 
     result, received = _fetch(rows_for)
-    assert len(received) == len({r.get("transaction_id") for r in received}) == 7 * 120
+    assert len(received) == len({r.transaction_id for r in received}) == 7 * 120
     assert result.windows_split >= 1
     assert sum(w.row_count for w in result.windows if w.outcome is Outcome.COMPLETE) == 7 * 120
 

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from pipelines.memory import heap_frozen
 from pipelines.synctera import AsyncSyncteraClient
 
 T = TypeVar("T")
@@ -36,20 +37,21 @@ def run_cancellable(work: Coroutine[Any, Any, T], cancelled: Cancelled | None, *
 
     Dagster defers a termination request until the step yields an event, and a fetch yields none
     for minutes; so the run asks, and stops its own requests (nothing is written while fetching).
+    The objects alive before the fetch are left out of its garbage collections (``heap_frozen``).
     """
-    if cancelled is None:
-        return asyncio.run(work)
+    with heap_frozen():
+        return asyncio.run(work if cancelled is None else _guarded(work, cancelled, what))
 
-    async def guarded() -> T:
-        task = asyncio.ensure_future(work)
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=CANCEL_CHECK_SECONDS)
-            if done:
-                return task.result()
-            if cancelled():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise RunCancelled(f"{what}: the run was cancelled while fetching; nothing was written")
 
-    return asyncio.run(guarded())
+async def _guarded(work: Coroutine[Any, Any, T], cancelled: Cancelled, what: str) -> T:
+    """``work``, cancelled (and ``RunCancelled`` raised) within a second of ``cancelled()``."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_CHECK_SECONDS)
+        if done:
+            return task.result()
+        if cancelled():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise RunCancelled(f"{what}: the run was cancelled while fetching; nothing was written")

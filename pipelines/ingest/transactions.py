@@ -17,14 +17,15 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines import ledger, records
+from pipelines import ledger
+from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.lake import TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
 from pipelines.spool import DateSpool
 from pipelines.synctera import StatsSnapshot
-from pipelines.synctera.models import TransactionRow
+from pipelines.synctera.rows import Transaction
 from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import publishing
 from pipelines.windows import Outcome
@@ -60,8 +61,8 @@ class TransactionsSummary:
     stats: StatsSnapshot
 
 
-def _row_date(row: TransactionRow) -> dt.date:
-    day = row["date"]
+def _row_date(row: Transaction) -> dt.date:
+    day = row.date
     assert day is not None  # checked when the window came back
     return day
 
@@ -131,16 +132,16 @@ def ingest_transactions(
     progress = Progress("transactions", len(account_ids))
 
     with DateSpool(lake.staging_dir, TRANSACTIONS, start, end) as spool:
+        buffer = DayBuffer(spool.add, run_id=run_id)
 
-        def to_spool(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
-            # In date order, the spool cuts the table by day without a copy (Arrow's take costs
-            # ~1 µs a row; sorting the dicts a tenth of that).
+        def to_spool(account_id: str, window: WindowRecord, rows: list[Transaction]) -> None:
+            # In date order, the rows are cut by day without a copy (Arrow's take costs ~1 µs a
+            # row; sorting the rows a tenth of that).
             rows.sort(key=_row_date)
             per_day = Counter(map(_row_date, rows))
             rows_by_day.update(per_day)
             accounts_by_day.update(per_day.keys())  # kept windows of an account never overlap
-            table = records.transactions_table(account_id, rows, fetched_at=window.fetched_at, run_id=run_id)
-            spool.add(table)
+            buffer.add(account_id, window.fetched_at, rows)
 
         async def fetch() -> tuple[list[AccountTransactions], StatsSnapshot]:
             async with client() as api, progress.reporting(emit, progress_seconds):
@@ -158,6 +159,7 @@ def ingest_transactions(
                 return results, api.stats_snapshot()
 
         results, stats = run_cancellable(fetch(), cancelled, what="transactions")
+        buffer.flush()
         release_free_memory()  # the fetch's freed rows, before the write phase allocates its own
         windows = [w for r in results for w in r.windows]
         emit(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")

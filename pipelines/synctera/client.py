@@ -264,6 +264,7 @@ class SyncteraClient(_ClientCore):
     get_external_account_balance = _SyncOperation(operations.get_external_account_balance)
     get_external_account_transactions = _SyncOperation(operations.get_external_account_transactions)
     get_external_account_transaction_rows = _SyncOperation(operations.get_external_account_transaction_rows)
+    get_external_account_transaction_batch = _SyncOperation(operations.get_external_account_transaction_batch)
     list_external_accounts = _SyncOperation(operations.list_external_accounts)
     sync_vendor_external_accounts = _SyncOperation(operations.sync_vendor_external_accounts)
     update_external_account = _SyncOperation(operations.update_external_account)
@@ -390,6 +391,9 @@ class AsyncSyncteraClient(_ClientCore):
     get_external_account_balance = _AsyncOperation(operations.get_external_account_balance)
     get_external_account_transactions = _AsyncOperation(operations.get_external_account_transactions)
     get_external_account_transaction_rows = _AsyncOperation(operations.get_external_account_transaction_rows)
+    get_external_account_transaction_batch = _AsyncOperation(
+        operations.get_external_account_transaction_batch
+    )
     list_external_accounts = _AsyncOperation(operations.list_external_accounts)
     sync_vendor_external_accounts = _AsyncOperation(operations.sync_vendor_external_accounts)
     update_external_account = _AsyncOperation(operations.update_external_account)

@@ -209,6 +209,8 @@ def _parse(op: Operation[T], target: str, response: httpx.Response, ctx: CallCon
         content_type = response.headers.get("content-type", "none")
         raise invalid(f"expected a JSON body, got content type {content_type!r}")
     try:
+        if op.decode is not None:
+            return op.decode(response.content)
         return op.response.model_validate_json(response.content)
     except pydantic.ValidationError as exc:
         raise invalid(describe_validation_error(exc)) from None
