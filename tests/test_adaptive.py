@@ -12,7 +12,7 @@ from pipelines.sandbox import RunningSandbox, Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.synctera import TRANSACTIONS_CAP, AsyncSyncteraClient, StatsSnapshot
 from pipelines.synctera.adaptive import AdaptiveLimit, AsyncGate, FixedLimit
-from pipelines.synctera.models import TransactionRow
+from pipelines.synctera.rows import Transaction
 from pipelines.transactions import WindowRecord, fetch_all_accounts
 
 Rows = dict[tuple[str, dt.date], dict[str, int | None]]
@@ -191,11 +191,11 @@ def _fetch_everything(
     """Every account's transactions over ``[START, END)`` as the pipeline fetches them."""
     got: Rows = {}
 
-    def keep(account_id: str, window: WindowRecord, rows: list[TransactionRow]) -> None:
+    def keep(account_id: str, window: WindowRecord, rows: list[Transaction]) -> None:
         for row in rows:
-            day, key = row["date"], row["transaction_id"]
+            day, key = row.date, row.transaction_id
             assert day is not None and key is not None
-            got.setdefault((account_id, day), {})[key] = row["amount"]
+            got.setdefault((account_id, day), {})[key] = row.amount
 
     async def run() -> StatsSnapshot:
         async with AsyncSyncteraClient(base_url=base_url, api_key=api_key, max_concurrency=ceiling) as client:
