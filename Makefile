@@ -62,6 +62,7 @@ ui: setup
 # Tables: BENCHMARKS.md.
 bench: setup
 	$(BIN)/python -m bench.perf $(if $(M),--m)
+	$(BIN)/python -m bench.paths --table --runs 3 --realistic
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
 
 # One HTML page and its PNGs from the warehouse (after `make run`): data/report/report.html.

@@ -23,15 +23,13 @@ import json
 import os
 import platform
 import resource
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import httpx
 
 from bench.pipeline_bench import LATENCY, sandbox_args
 from bench.process_tree import TreeSampler
+from pipelines.process_group import group
 from pipelines.run import backfill_command, prepare_dagster_home
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
@@ -83,21 +82,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the process group it leads (as Ctrl-C would), then SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGINT, 60), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    process.wait(timeout=30)
-
-
 def _run_cli(env: Mapping[str, str], start: dt.date, end: dt.date, log: Path) -> dict[str, Any]:
     with open(log, "wb") as sink:
         process = subprocess.Popen(  # noqa: S603 - our own fixed argv
@@ -108,23 +92,6 @@ def _run_cli(env: Mapping[str, str], start: dt.date, end: dt.date, log: Path) ->
     if code:
         raise RuntimeError(f"the CLI backfill failed ({code}):\n{log.read_text()[-3000:]}")
     return {"footprint": sampler.footprint}
-
-
-@contextmanager
-def _serving(command: list[str], env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(  # noqa: S603 - our own fixed argv
-            command,
-            cwd=REPO_ROOT,
-            env=dict(env),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        _stop(process)
 
 
 def _launch(url: str, partitions: list[str], assets: list[str]) -> str:
@@ -161,9 +128,15 @@ def _run_daemon(
     webserver = [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)]
     daemon = [str(BIN / "dagster-daemon"), "run", "-w", workspace]
     partitions = [d.isoformat() for d in _days(start, end)]
-    with _serving(webserver, env, scratch / "webserver.log") as web, TreeSampler(web.pid) as web_sampler:
+    with (
+        group(webserver, env=env, cwd=REPO_ROOT, log=scratch / "webserver.log") as web,
+        TreeSampler(web.pid) as web_sampler,
+    ):
         backfill_id = _launch(url, partitions, assets)
-        with _serving(daemon, env, scratch / "daemon.log") as process, TreeSampler(process.pid) as sampler:
+        with (
+            group(daemon, env=env, cwd=REPO_ROOT, log=scratch / "daemon.log") as process,
+            TreeSampler(process.pid) as sampler,
+        ):
             status = _wait_for_backfill(home, backfill_id, scratch / "daemon.log")
     if status != "COMPLETED_SUCCESS":
         raise RuntimeError(

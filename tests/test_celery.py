@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pipelines.process_group import group
 from pipelines.run import backfill_command, prepare_dagster_home
 from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
@@ -42,33 +43,16 @@ READY_SECONDS = 120
 
 @contextmanager
 def worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m pipelines.worker`` in a process group of its own, ready when it says so."""
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.worker", "--name", name],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    """``python -m pipelines.worker`` in a process group of its own, ready when it says so; stopped
+    with SIGTERM (Celery's warm shutdown), then SIGKILL."""
+    command = [sys.executable, "-m", "pipelines.worker", "--name", name]
+    with group(command, env=env, cwd=REPO_ROOT, log=log, first=signal.SIGTERM) as process:
         deadline = time.monotonic() + READY_SECONDS
         while b" ready." not in log.read_bytes():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)  # a poll interval, bounded by the deadline
         yield process
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=30)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:

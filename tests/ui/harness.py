@@ -4,7 +4,6 @@ in a temporary DAGSTER_HOME and data directory, and Debian's chromium through Pl
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import dagster as dg
 import httpx
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from pipelines.process_group import group
 from pipelines.run import prepare_dagster_home
 from pipelines.settings import REPO_ROOT
 
@@ -84,36 +84,11 @@ def dagster_dev(root: Path, env: dict[str, str]) -> Iterator[DagsterUi]:
         "PYTHONWARNINGS": "ignore",
     }
     dagster = Path(sys.executable).parent / "dagster"
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT,
-            env=full_env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    command = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    # Stopped by its group's id: webserver, daemon, code server and any run worker go with it.
+    with group(command, env=full_env, cwd=REPO_ROOT, log=log) as server:
         _wait_until_serving(url, server, log)
         yield DagsterUi(url, home, data_dir, log)
-    finally:
-        _stop_group(server)
-
-
-def _stop_group(server: subprocess.Popen[bytes]) -> None:
-    group = server.pid  # start_new_session: the group's id is the leader's pid
-    try:
-        os.killpg(group, signal.SIGINT)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    except ProcessLookupError:
-        return
-    try:
-        os.killpg(group, signal.SIGKILL)  # whatever of the group is still there
-    except ProcessLookupError:
-        pass
-    server.wait(timeout=30)
 
 
 @contextmanager
