@@ -55,7 +55,8 @@ ui: setup
 	SYNCTERA_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/v0 SYNCTERA_API_KEY=sandbox-api-key \
 	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
 
-# Workload S (200 accounts x 90 days, a few minutes), then the call yardsticks (issue 13, point 4) of
+# Workload S (200 accounts x 90 days, a few minutes); the backfill as operators run it (the CLI and
+# the daemon, as process trees, against one process: bench.paths, ~20 minutes); then the call yardsticks (issue 13, point 4) of
 # real runs on three seeds: a cold 90-day backfill ÷ the planner told every account's true rate
 # (≤ 1.05), the warm daily run ÷ the minimum (≤ 1.05), yesterday alone = one call per account plus one
 # per flagged day. `make bench M=1` adds workload M (2,000 accounts x 365 days, tens of minutes).
