@@ -104,12 +104,15 @@ def chromium() -> Iterator[Browser]:
 
 
 def new_page(browser: Browser, url: str) -> Page:
-    """A page on the UI; Dagster's first-visit community dialog is skipped whenever it shows."""
+    """A page on the UI; Dagster's first-visit community dialog is skipped whenever it shows.
+
+    It can open over another dialog (the launch dialog's portal then covers its buttons), so Skip
+    gets a DOM click, which no overlay intercepts, rather than a pointer click at its position."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(30_000)
     page.add_locator_handler(
         page.get_by_text("Join the Dagster community"),
-        lambda: page.get_by_role("button", name="Skip").click(),
+        lambda: page.get_by_role("button", name="Skip").dispatch_event("click"),
     )
     page.goto(url)
     return page
