@@ -239,13 +239,34 @@ class Lake:
 
         An ``flock`` dies with its process, so a killed run never leaves the lake locked.
         """
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        descriptor = hold(locks / f"{name}.lock")
+        descriptor = hold(self._lock_file(name))
         try:
             yield
         finally:
             os.close(descriptor)
+
+    @contextmanager
+    def reading(self, *tables: str) -> Iterator[None]:
+        """Shared locks on ``tables``: no run replaces their partitions while the body reads them.
+
+        A DuckDB scan over several files re-opens them mid-query, so one that spans a replacement
+        fails ("Invalid data"); the pipeline's own readers wait for a publish instead. Never call it
+        while holding ``lock`` on one of ``tables`` (a process's own locks conflict too).
+        """
+        descriptors = []
+        try:
+            for table in sorted(set(tables)):  # one order for every reader
+                self.table_dir(table)  # a known table
+                descriptors.append(hold(self._lock_file(table), shared=True))
+            yield
+        finally:
+            for descriptor in descriptors:
+                os.close(descriptor)
+
+    def _lock_file(self, name: str) -> Path:
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return locks / f"{name}.lock"
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
         """Remove what crashed or cancelled writers left in staging: every spool whose lock is free
@@ -275,10 +296,14 @@ ALIVE = ".alive"
 """A file a live writer holds an ``flock`` on, inside its staging directory."""
 
 
-def hold(path: Path) -> int:
-    """Create ``path`` and hold an exclusive ``flock`` on it until the descriptor is closed."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
+def hold(path: Path, *, shared: bool = False) -> int:
+    """Create ``path`` and hold an exclusive (or shared) ``flock`` on it until the descriptor is closed."""
+    descriptor = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except BaseException:
+        os.close(descriptor)
+        raise
     return descriptor
 
 

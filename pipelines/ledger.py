@@ -40,15 +40,16 @@ def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
         return {}
     connection = duckdb.connect()
     try:
-        rows = connection.execute(
-            """
+        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+            rows = connection.execute(
+                """
             SELECT account_id, sum(row_count) / sum(datediff('day', start_date, end_date))
             FROM read_parquet(?, hive_partitioning = true)
             WHERE complete AND start_date BETWEEN ? AND ?
             GROUP BY account_id
             """,
-            [lake.glob("transaction_windows"), around - DENSITY_LOOKBACK, around + DENSITY_LOOKBACK],
-        ).fetchall()
+                [lake.glob("transaction_windows"), around - DENSITY_LOOKBACK, around + DENSITY_LOOKBACK],
+            ).fetchall()
     finally:
         connection.close()
     return {account_id: float(rate) for account_id, rate in rows}
@@ -62,16 +63,17 @@ def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt
         return {}
     connection = duckdb.connect()
     try:
-        rows = connection.execute(
-            """
+        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+            rows = connection.execute(
+                """
             SELECT account_id, start_date, row_count
             FROM read_parquet(?, hive_partitioning = true)
             WHERE outcome <> 'capped' AND datediff('day', start_date, end_date) = 1
               AND start_date >= ? AND start_date < ?
             QUALIFY row_number() OVER (PARTITION BY account_id, start_date ORDER BY fetched_at DESC) = 1
             """,
-            [lake.glob("transaction_windows"), start, end],
-        ).fetchall()
+                [lake.glob("transaction_windows"), start, end],
+            ).fetchall()
     finally:
         connection.close()
     days: dict[str, dict[dt.date, int]] = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.lake import Lake
+from pipelines.lake import TABLES, Lake
 from pipelines.warehouse import create_views, query
 
 OWED_TYPES = frozenset({"CREDIT_CARD"})
@@ -132,7 +132,8 @@ def reconcile(lake: Lake, *, lookback_days: int) -> Reconciliation:
         connection.execute("SET TimeZone = 'UTC'")
         create_views(connection, lake)
         pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
-        rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
+        with lake.reading(*TABLES):  # not while a run replaces partitions
+            rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
     finally:
         connection.close()
     reconciled = waiting = unprovable = 0

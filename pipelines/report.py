@@ -206,13 +206,9 @@ FIGURES: tuple[Callable[[duckdb.DuckDBPyConnection], Picture], ...] = (
 
 
 def pictures(data_dir: Path) -> list[Picture]:
-    connection = warehouse.connect(data_dir)
-    try:
-        # A context, not matplotlib's global settings: the code location imports this module.
-        with mpl.rc_context(STYLE):  # type: ignore[arg-type]
-            return [draw(connection) for draw in FIGURES]
-    finally:
-        connection.close()
+    # A context, not matplotlib's global settings: the code location imports this module.
+    with warehouse.reading(data_dir) as connection, mpl.rc_context(STYLE):  # type: ignore[arg-type]
+        return [draw(connection) for draw in FIGURES]
 
 
 def markdown(pictures: list[Picture]) -> str:

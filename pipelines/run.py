@@ -99,8 +99,7 @@ def show_progress(lines: Iterable[str]) -> None:
 
 
 def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
-    connection = warehouse.connect(data_dir)
-    try:
+    with warehouse.reading(data_dir) as connection:
         lines = ["", "Warehouse " + str(data_dir / warehouse.WAREHOUSE) + ":"]
         for table in ("external_accounts", "balances", "transactions", "transaction_windows"):
             # Table names are code constants, not input.
@@ -125,8 +124,6 @@ def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
         lines.append("  " + " | ".join(f"{n:>18}" for n in names))
         lines += ["  " + " | ".join(f"{v!s:>18}" for v in row) for row in result.fetchall()]
         return "\n".join(lines)
-    finally:
-        connection.close()
 
 
 def main() -> None:

@@ -127,6 +127,18 @@ def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(data_dir / WAREHOUSE), read_only=True)
 
 
+@contextmanager
+def reading(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``connect``, with no run replacing a partition until the connection is closed (see
+    ``Lake.reading``): for the pipeline's own readers, which must not fail on a concurrent run."""
+    with Lake(data_dir).reading(*TABLES):
+        connection = connect(data_dir)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.warehouse",

@@ -123,7 +123,8 @@ def test_two_runs_writing_the_same_partitions_at_once_leave_them_whole(
     base_url, key = sandbox_url
     expected = _clean_run(tmp_path, base_url, key)
     runs = [_cli(base_url, key, tmp_path / "shared", tmp_path / f"home-{n}") for n in range(2)]
-    assert [r.wait(timeout=300) for r in runs] == [0, 0]
+    codes = [r.wait(timeout=300) for r in runs]
+    assert codes == [0, 0], "\n".join(_log_tail(tmp_path / f"home-{n}") for n in range(2))
     _only_partition_files(tmp_path / "shared")
     assert _content(tmp_path / "shared") == expected
 

@@ -175,15 +175,20 @@ def ingest_transactions(
                 ledger.windows_table(windows, run_id=run_id),
                 accounts=account_ids,
             )
+            # Read back under the lock: a concurrent run may replace these files the moment it is
+            # released, and a scan that spans a replacement fails (DuckDB reopens files mid-query).
+            written_duplicates = duplicate_keys(written)
+            partition_rows = {
+                path: pq.ParquetFile(path).metadata.num_rows for block in written for path in block
+            }
         rows_written = spool.rows
 
     figures = _figures(days, results)
     for day in days:
         figures[day].rows = rows_by_day[day]
         figures[day].accounts_with_rows = accounts_by_day[day]
-    for path in (p for block in written for p in block):
-        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
-        figures[day].partition_rows = pq.ParquetFile(path).metadata.num_rows  # the footer only
+    for path, held in partition_rows.items():
+        figures[dt.date.fromisoformat(path.parent.name.removeprefix("date="))].partition_rows = held
     flagged = tuple(sorted((day, r.account_id) for r in results for day in r.flagged_days))
     return TransactionsSummary(
         start=start,
@@ -195,7 +200,7 @@ def ingest_transactions(
         calls=len(windows),
         windows_split=sum(r.windows_split for r in results),
         duplicates_dropped=sum(r.duplicates_dropped for r in results),
-        duplicate_keys=duplicate_keys(written),
+        duplicate_keys=written_duplicates,
         flagged=flagged,
         days=figures,
         stats=stats,
