@@ -8,11 +8,11 @@ from assets.report import build_report
 from assets.transactions import build_transactions
 
 
-def build_assets(daily: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_assets(daily: dg.TimeWindowPartitionsDefinition, *, shards: int = 1) -> list[dg.AssetsDefinition]:
     """The code location's assets: the listing and the balances are observations of now
-    (unpartitioned); transactions are partitioned by their UTC date."""
+    (unpartitioned); transactions are partitioned by their UTC date, fetched in ``shards`` steps."""
     external_accounts = build_external_accounts(daily)
-    transactions = build_transactions(daily, external_accounts)
+    transactions = build_transactions(daily, external_accounts, shards=shards)
     balances = build_balances(daily, external_accounts, transactions)
     return [
         external_accounts,

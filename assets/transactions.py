@@ -8,7 +8,8 @@ naming each account and day.
 """
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -26,6 +27,7 @@ from assets.resources import IngestResource, LakeResource, SyncteraApi
 
 if TYPE_CHECKING:
     from pipelines.ingest.transactions import TransactionsSummary
+    from pipelines.shards import Shard
 
 UNIQUE_CHECK = "unique_transaction_keys"
 COMPLETE_CHECK = "no_incomplete_days"
@@ -82,30 +84,25 @@ def _checks(summary: "TransactionsSummary") -> list[dg.AssetCheckResult]:
     ]
 
 
-def build_transactions(
-    partitions_def: dg.PartitionsDefinition, external_accounts: dg.AssetsDefinition
-) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="transactions",
-        partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN,
-        deps=[external_accounts],
-        group_name=GROUP,
-        kinds={"parquet"},
-        check_specs=CHECK_SPECS,
-        description="Transactions by their date (UTC days; the last partition is yesterday), each "
-        "(account_id, transaction_id) once, for every account of the latest external_accounts snapshot, "
-        "with the ledger of windows (transaction_windows) that proves each day complete or flags it. "
-        "A range of any length is one run.",
-    )
-    def transactions(
-        context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
-    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
-        from pipelines.ingest.transactions import ingest_transactions
+def _run_key(context: dg.AssetExecutionContext) -> str:
+    """The run's root id: a re-execution from failure finds the shards its parent sealed."""
+    return context.run.root_run_id or context.run.run_id
 
-        clock = Stopwatch()
-        start, end = run_dates(context)
+
+def build_transactions(
+    partitions_def: dg.PartitionsDefinition, external_accounts: dg.AssetsDefinition, *, shards: int = 1
+) -> dg.AssetsDefinition:
+    """Three kinds of steps: ``accounts`` freezes the listing the run splits, one ``shard_<i>_of_<n>``
+    per shard fetches its accounts (in parallel on Celery workers), ``publish`` writes the partitions."""
+    from pipelines.shards import all_shards  # light: no pyarrow
+
+    @dg.op(name="accounts", ins={"listing": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
+    def accounts(
+        context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
+    ) -> None:
+        from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
+        from pipelines.ingest.transactions import freeze_accounts
+
         store = lake.lake
         try:
             account_ids, snapshot_day = latest_accounts(store)
@@ -126,19 +123,61 @@ def build_transactions(
                 dg.AssetMaterialization("external_accounts", metadata=listing_metadata(listing))
             )
             account_ids, snapshot_day = latest_accounts(store)
-        summary = ingest_transactions(
-            synctera.client,
-            store,
-            start=start,
-            end=end,
-            account_ids=account_ids,
-            snapshot_day=snapshot_day,
-            concurrency=ingest.account_concurrency,
-            run_id=context.run.run_id,
-            emit=context.log.info,
-            progress_seconds=ingest.progress_seconds,
-            cancelled=cancellation(context),
+        freeze_accounts(store, _run_key(context), account_ids, snapshot_day)
+        context.log.info(f"{len(account_ids)} accounts of the {snapshot_day} snapshot, in {shards} shard(s)")
+
+    def fetch_op(shard: "Shard") -> dg.OpDefinition:
+        @dg.op(
+            name=f"shard_{shard.index}_of_{shard.count}",
+            ins={"accounts": dg.In(dg.Nothing)},
+            out=dg.Out(dg.Nothing),
         )
+        def fetch(
+            context: dg.AssetExecutionContext,
+            synctera: SyncteraApi,
+            lake: LakeResource,
+            ingest: IngestResource,
+        ) -> None:
+            from pipelines.ingest.transactions import fetch_shard, frozen_accounts, shard_dir
+
+            start, end = run_dates(context)
+            store, key = lake.lake, _run_key(context)
+            account_ids, snapshot_day = frozen_accounts(store, key)
+            fetch_shard(
+                synctera.client,
+                store,
+                start=start,
+                end=end,
+                account_ids=account_ids,
+                snapshot_day=snapshot_day,
+                shard=shard,
+                target=shard_dir(store, key, shard),
+                concurrency=ingest.account_concurrency,
+                run_id=context.run.run_id,
+                emit=context.log.info,
+                progress_seconds=ingest.progress_seconds,
+                cancelled=cancellation(context),
+            )
+
+        return fetch
+
+    check_outs = {f"transactions_{spec.name}": dg.Out(dg.Nothing) for spec in CHECK_SPECS}
+
+    @dg.op(
+        name="publish", ins={"shards": dg.In(dg.Nothing)}, out={"result": dg.Out(dg.Nothing), **check_outs}
+    )
+    def publish(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Any]:
+        from pipelines.ingest.transactions import ShardFetch, frozen_accounts, shard_dir
+        from pipelines.ingest.transactions import publish as publish_shards
+
+        clock = Stopwatch()
+        start, end = run_dates(context)
+        store, key = lake.lake, _run_key(context)
+        account_ids, _ = frozen_accounts(store, key)
+        fetches = [ShardFetch.load(shard_dir(store, key, s)) for s in all_shards(shards)]
+        if any((f.start, f.end) != (start, end) for f in fetches):
+            raise RuntimeError(f"the sealed shards are not of this run's range {start}..{end}")
+        summary = publish_shards(store, fetches, account_ids=account_ids, emit=context.log.info)
         if summary.flagged:
             # One event, not one per account-day: at a year of 2,000 accounts there are about a
             # thousand, and each event costs Dagster a write. The check lists them all.
@@ -162,6 +201,7 @@ def build_transactions(
             "transactions_rows": summary.rows,
             "transactions_days": len(summary.days),
             "transactions_accounts": summary.accounts,
+            "transactions_shards": shards,
             "transaction_calls": summary.calls,
             "windows_split": summary.windows_split,
             "incomplete_account_days": len(summary.flagged),
@@ -169,16 +209,37 @@ def build_transactions(
             "api_seconds": round(summary.stats.api_seconds, 3),
             "api_retries": summary.stats.total_retries,
             **concurrency_metadata(summary.stats),
-            **{f"transactions_{k}": v for k, v in clock.metadata().items()},
+            **{f"transactions_publish_{k}": v for k, v in clock.metadata().items()},
         }
         tag_run(context, totals)
         context.log.info("transactions run totals: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
-        return dg.MaterializeResult(
+        yield dg.Output(
+            None,
+            "result",
             metadata={
                 "run_range": f"{start}..{summary.end - dt.timedelta(days=1)}",
                 "snapshot_day": summary.snapshot_day.isoformat(),
             },
-            check_results=_checks(summary),
         )
+        yield from _checks(summary)
+
+    @dg.graph_asset(
+        name="transactions",
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        ins={"external_accounts": dg.AssetIn(external_accounts.key, dagster_type=dg.Nothing)},
+        group_name=GROUP,
+        kinds={"parquet"},
+        check_specs=CHECK_SPECS,
+        description="Transactions by their date (UTC days; the last partition is yesterday), each "
+        "(account_id, transaction_id) once, for every account of the latest external_accounts snapshot, "
+        "with the ledger of windows (transaction_windows) that proves each day complete or flags it. "
+        f"A range of any length is one run; its accounts are fetched in {shards} shard(s) "
+        "(SYNCTERA_SHARDS), each a step, then published at once.",
+    )
+    def transactions(external_accounts: Any) -> Any:
+        listing = accounts(external_accounts)
+        published = publish([fetch_op(shard)(listing) for shard in all_shards(shards)])
+        return {"result": published.result, **{name: getattr(published, name) for name in check_outs}}
 
     return transactions

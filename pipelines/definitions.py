@@ -42,10 +42,11 @@ daily = dg.DailyPartitionsDefinition(
 )
 settings = IngestSettings.from_env()
 limits = RateLimitSettings.from_env()
+execution = ExecutionSettings.from_env()
 
 defs = dg.Definitions(
-    assets=build_assets(daily),
-    executor=executor(ExecutionSettings.from_env()),
+    assets=build_assets(daily, shards=execution.shards),
+    executor=executor(execution),
     schedules=[build_daily_schedule(daily, lookback_days=settings.lookback_days)],
     resources={
         "synctera": SyncteraApi(

@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import itertools
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 STAGING = ".staging"
+SHARDS = ".shards"
+SHARD_RETENTION = dt.timedelta(days=7)
+"""How long a run's sealed shards wait for their publish step (a re-execution from failure)."""
+_RUN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 PART = "part-0.parquet"
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -162,6 +167,23 @@ class Lake:
     def staging_dir(self) -> Path:
         """Work in progress (partitions being written, spools); no view reads it."""
         return self.root / STAGING
+
+    def run_dir(self, run_key: str) -> Path:
+        """Where a run's steps leave sealed work (shards) for its later steps, perhaps on other
+        machines: ``run_key`` is the run's root id, which its re-executions share. No view reads it."""
+        if not _RUN_KEY.fullmatch(run_key) or run_key in (".", ".."):
+            raise ValueError(f"not a run key: {run_key!r}")
+        return self.root / SHARDS / run_key
+
+    def remove_run_dir(self, directory: Path) -> None:
+        """A published run's sealed work; then any run's older than ``SHARD_RETENTION`` (runs that
+        failed and were never re-executed)."""
+        shutil.rmtree(directory, ignore_errors=True)
+        cutoff = dt.datetime.now().timestamp() - SHARD_RETENTION.total_seconds()
+        runs = self.root / SHARDS
+        for run in runs.iterdir() if runs.is_dir() else ():
+            if run.stat().st_mtime < cutoff:
+                shutil.rmtree(run, ignore_errors=True)
 
     def partition_file(self, table: str, day: dt.date) -> Path:
         return self.table_dir(table) / f"date={day.isoformat()}" / PART

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.progress import INTERVAL_SECONDS
+from pipelines.shards import MAX_SHARDS
 from pipelines.synctera import DEFAULT_MAX_CONCURRENCY, validate_base_url
 from pipelines.synctera.client import MAX_PAGES
 
@@ -197,6 +198,11 @@ class ExecutionSettings:
     of a run goes to a Celery worker, ``python -m pipelines.worker``, through ``SYNCTERA_CELERY_BROKER``)."""
 
     executor: str = "in_process"
+    shards: int = 1
+    """``SYNCTERA_SHARDS``: steps a transactions run's accounts are fetched in (a hash of the account
+    id picks the shard). More than one pays with the Celery executor, whose workers run them at once;
+    in one process they run one after the other. Every machine must load the same value: it shapes
+    the run's steps."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ExecutionSettings:
@@ -206,7 +212,10 @@ class ExecutionSettings:
             raise ConfigError(f"SYNCTERA_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {executor!r}")
         if executor == "celery":
             celery_broker_from_env(env)
-        return cls(executor=executor)
+        shards = _int(env, "SYNCTERA_SHARDS", cls.shards, minimum=1)
+        if shards > MAX_SHARDS:
+            raise ConfigError(f"SYNCTERA_SHARDS must be at most {MAX_SHARDS}, got {shards}")
+        return cls(executor=executor, shards=shards)
 
 
 def celery_broker_from_env(env: Mapping[str, str] | None = None) -> str:

@@ -54,14 +54,13 @@ class DateSpool:
     ) -> None:
         self.schema = schema
         self.start, self.end = start, end
-        total_days = (end - start).days
-        self.block_days = max(1, math.ceil(total_days / MAX_BLOCKS))
-        self.blocks_count = math.ceil(total_days / self.block_days)
+        self.block_days = block_days(start, end)
         self.buffer_rows = buffer_rows
         self.rows = 0
         self.directory = directory / f"spool-{uuid.uuid4().hex}"
         self.directory.mkdir(parents=True)
         self._alive = hold_new(self.directory / ALIVE)  # tells clear_staging this spool is in use
+        self._sealed = False
         self._buffer: dict[dt.date, list[pa.Table]] = {}  # each day's slices, in arrival order
         self._buffered = 0
 
@@ -108,40 +107,83 @@ class DateSpool:
         # system on every flush cost 10% of a year-long run's CPU (in page faults) for 6 MiB.
 
     def _block_file(self, block: int) -> Path:
-        return self.directory / f"block-{block:05d}.arrows"
+        return self.directory / _block_name(block)
 
     def blocks(self) -> Iterator[tuple[list[dt.date], pa.Table]]:
         """Every block's days (all of them, with rows or not) and its rows, oldest first."""
         self._flush()
-        for block in range(self.blocks_count):
-            first = self.start + dt.timedelta(days=block * self.block_days)
-            last = min(first + dt.timedelta(days=self.block_days), self.end)
-            days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
-            yield days, self._read(self._block_file(block))
+        return sealed_blocks([self.directory], self.schema, self.start, self.end)
 
-    def _read(self, path: Path) -> pa.Table:
-        """The block's rows in date order, without a sort: each flush appended one stream, sorted by
-        date, so the block is its streams' slices gathered day by day (zero-copy). The write phase
-        thus holds one copy of a block, not two."""
-        if not path.exists():
-            return self.schema.empty_table()
-        streams = []
-        with pa.memory_map(str(path)) as source:
-            while source.tell() < source.size():
-                streams.append(pa.ipc.open_stream(source, options=IPC_READ_OPTIONS).read_all())
-        if self.block_days == 1:  # every stream holds the one day: already in date order
-            return pa.concat_tables(streams) if streams else self.schema.empty_table()
-        by_day: dict[dt.date, list[pa.Table]] = {}
-        for stream in streams:
-            for day, rows in split_by_date(stream):
-                by_day.setdefault(day, []).append(rows)
-        if not by_day:
-            return self.schema.empty_table()
-        return pa.concat_tables([rows for day in sorted(by_day) for rows in by_day[day]])
+    def seal(self, target: Path) -> None:
+        """Keep the rows at ``target`` for a step that reads them later, perhaps on another machine
+        (``sealed_blocks``): flushed, then the directory renamed there, replacing what an earlier
+        attempt left. The spool is then no longer removed on exit."""
+        self._flush()
+        (self.directory / ALIVE).unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # an earlier attempt's: out of the way, then gone
+            stale = target.with_name(f"{target.name}.stale-{uuid.uuid4().hex}")
+            os.rename(target, stale)
+            shutil.rmtree(stale)
+        os.rename(self.directory, target)
+        self.directory, self._sealed = target, True
+        self._release()
 
     def discard(self) -> None:
         self._buffer.clear()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not self._sealed:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
         if self._alive >= 0:
             os.close(self._alive)
             self._alive = -1
+
+
+def block_days(start: dt.date, end: dt.date) -> int:
+    """Days per block of a spool over ``[start, end)``: one up to ``MAX_BLOCKS`` days."""
+    return max(1, math.ceil((end - start).days / MAX_BLOCKS))
+
+
+def _block_name(block: int) -> str:
+    return f"block-{block:05d}.arrows"
+
+
+def sealed_blocks(
+    directories: list[Path], schema: pa.Schema, start: dt.date, end: dt.date
+) -> Iterator[tuple[list[dt.date], pa.Table]]:
+    """Every block's days (all of them, with rows or not) and its rows from all of ``directories``
+    (spools over the same range, e.g. one per shard), oldest first."""
+    per_block = block_days(start, end)
+    for block in range(math.ceil((end - start).days / per_block)):
+        first = start + dt.timedelta(days=block * per_block)
+        last = min(first + dt.timedelta(days=per_block), end)
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
+        parts = [_read(d / _block_name(block), schema, per_block) for d in directories]
+        rows = [p for p in parts if p.num_rows]
+        if len(rows) > 1 and per_block > 1:  # each part in date order, not their concatenation
+            yield days, pa.concat_tables(rows).sort_by([("date", "ascending")])
+        else:
+            yield days, pa.concat_tables(rows) if rows else schema.empty_table()
+
+
+def _read(path: Path, schema: pa.Schema, per_block: int) -> pa.Table:
+    """The block's rows in date order, without a sort: each flush appended one stream, sorted by
+    date, so the block is its streams' slices gathered day by day (zero-copy). The write phase
+    thus holds one copy of a block, not two."""
+    if not path.exists():
+        return schema.empty_table()
+    streams = []
+    with pa.memory_map(str(path)) as source:
+        while source.tell() < source.size():
+            streams.append(pa.ipc.open_stream(source, options=IPC_READ_OPTIONS).read_all())
+    if per_block == 1:  # every stream holds the one day: already in date order
+        return pa.concat_tables(streams) if streams else schema.empty_table()
+    by_day: dict[dt.date, list[pa.Table]] = {}
+    for stream in streams:
+        for day, rows in split_by_date(stream):
+            by_day.setdefault(day, []).append(rows)
+    if not by_day:
+        return schema.empty_table()
+    return pa.concat_tables([rows for day in sorted(by_day) for rows in by_day[day]])

@@ -230,6 +230,32 @@ def assert_warehouse_matches(
     return capped
 
 
+def client_of(server: RunningSandbox) -> Callable[[], AsyncSyncteraClient]:
+    """A factory of async clients of ``server``, retrying fast."""
+    return lambda: AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, retry=FAST_RETRY)
+
+
+def ingest_on(
+    server: RunningSandbox, lake: Lake, start: dt.date, end: dt.date, *, run_id: str = "tx"
+) -> None:
+    """Every account of ``lake``'s latest snapshot: its transactions of ``[start, end)``, in one process."""
+    from pipelines.ingest.listing import latest_accounts
+    from pipelines.ingest.transactions import ingest_transactions
+
+    account_ids, snapshot_day = latest_accounts(lake)
+    ingest_transactions(
+        client_of(server),
+        lake,
+        start=start,
+        end=end,
+        account_ids=account_ids,
+        snapshot_day=snapshot_day,
+        concurrency=8,
+        run_id=run_id,
+        emit=lambda _: None,
+    )
+
+
 def observe_balances_on(
     server: RunningSandbox, lake: Lake, account_ids: list[str], days: list[dt.date]
 ) -> None:
@@ -238,7 +264,7 @@ def observe_balances_on(
     for day in days:
         server.sandbox.today = day
         observe_balances(
-            lambda: AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, retry=FAST_RETRY),
+            client_of(server),
             lake,
             account_ids,
             max_age=10**9,
@@ -246,3 +272,37 @@ def observe_balances_on(
             emit=lambda _: None,
             clock=lambda day=day: dt.datetime.combine(day, dt.time(2, 30), dt.UTC),  # type: ignore[misc]
         )
+
+
+def warehouse_facts(
+    data_dir: Path,
+) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]], set[tuple[object, ...]]]:
+    """Rows on days not flagged, the (account, day)s proven complete, the flagged (account, day)s."""
+    windows = str(data_dir / "transaction_windows" / "*" / "*.parquet")
+    transactions = str(data_dir / "transactions" / "*" / "*.parquet")
+    connection = duckdb.connect()
+    try:
+        flagged = set(
+            connection.execute(
+                "SELECT account_id, start_date FROM read_parquet(?) WHERE outcome = 'flagged'", [windows]
+            ).fetchall()
+        )
+        proven = set(
+            connection.execute(
+                "SELECT DISTINCT account_id, unnest(range(start_date, end_date, INTERVAL 1 DAY))::DATE "
+                "FROM read_parquet(?) WHERE outcome = 'complete'",
+                [windows],
+            ).fetchall()
+        )
+        rows = set(
+            connection.execute(
+                # Whole rows as JSON text (some columns are lists), without the run's own stamps.
+                "SELECT account_id, date, to_json(t) FROM (SELECT * EXCLUDE (fetched_at, run_id) "
+                "FROM read_parquet(?, hive_partitioning = false)) AS t",
+                [transactions],
+            ).fetchall()
+        )
+    finally:
+        connection.close()
+    unflagged = {r for r in rows if (r[0], r[1]) not in flagged}
+    return unflagged, proven, flagged

@@ -1,5 +1,6 @@
 """A backfill whose steps run on Celery workers (Dagster's Celery executor, RabbitMQ on loopback),
-with the production instance on PostgreSQL: it lands the same warehouse as a run in one process.
+with the production instance on PostgreSQL and its accounts fetched in shards, each a step taken by
+whichever worker is free: it lands the same warehouse as a run in one process, in one shard.
 
 Two workers are separate ``python -m pipelines.worker`` processes started here, each stopped by its
 own process group's id. The broker is a RabbitMQ virtual host and the instance a PostgreSQL database
@@ -20,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from pipelines.process_group import group
@@ -29,7 +29,7 @@ from pipelines.sandbox import Sandbox, SandboxConfig
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
 
-from .conftest import assert_warehouse_matches, utc_today
+from .conftest import assert_warehouse_matches, utc_today, warehouse_facts
 from .services import PG, broker_url, database
 
 pytestmark = [pytest.mark.scale_out, pytest.mark.slow]
@@ -39,6 +39,7 @@ ONE_DAY = dt.timedelta(days=1)
 KEY = "celery-test-key"
 SANDBOX = {"seed": 5, "accounts": 12, "history_days": 40}
 READY_SECONDS = 120
+SHARDS = 3
 
 
 @contextmanager
@@ -67,40 +68,6 @@ def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def _facts(
-    data_dir: Path,
-) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]], set[tuple[object, ...]]]:
-    """Rows on days not flagged, the (account, day)s proven complete, the flagged (account, day)s."""
-    windows = str(data_dir / "transaction_windows" / "*" / "*.parquet")
-    transactions = str(data_dir / "transactions" / "*" / "*.parquet")
-    connection = duckdb.connect()
-    try:
-        flagged = set(
-            connection.execute(
-                "SELECT account_id, start_date FROM read_parquet(?) WHERE outcome = 'flagged'", [windows]
-            ).fetchall()
-        )
-        proven = set(
-            connection.execute(
-                "SELECT DISTINCT account_id, unnest(range(start_date, end_date, INTERVAL 1 DAY))::DATE "
-                "FROM read_parquet(?) WHERE outcome = 'complete'",
-                [windows],
-            ).fetchall()
-        )
-        rows = set(
-            connection.execute(
-                # Whole rows as JSON text (some columns are lists), without the run's own stamps.
-                "SELECT account_id, date, to_json(t) FROM (SELECT * EXCLUDE (fetched_at, run_id) "
-                "FROM read_parquet(?, hive_partitioning = false)) AS t",
-                [transactions],
-            ).fetchall()
-        )
-    finally:
-        connection.close()
-    unflagged = {r for r in rows if (r[0], r[1]) not in flagged}
-    return unflagged, proven, flagged
-
-
 def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_process(
     tmp_path: Path, database: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +92,7 @@ def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_proces
             "DAGSTER_HOME": str(home),
             "SYNCTERA_DATA_DIR": str(tmp_path / "celery_data"),
             "SYNCTERA_EXECUTOR": "celery",
+            "SYNCTERA_SHARDS": str(SHARDS),
             "SYNCTERA_CELERY_BROKER": broker_url,
             "DAGSTER_PG_HOST": PG["host"],
             "DAGSTER_PG_PORT": PG["port"],
@@ -167,17 +135,28 @@ def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_proces
         succeeded = {
             e.step_key for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
         }
-        workers = {
-            e.dagster_event.engine_event_data.metadata["Celery worker"].value
+        worker_of = {
+            e.step_key: e.dagster_event.engine_event_data.metadata["Celery worker"].value
             for e in delegated
             if e.dagster_event
         }
-    assert steps == succeeded and {"external_accounts", "transactions", "balances", "report"} <= steps
-    assert workers <= set(names)
+    shard_steps = {f"transactions.shard_{k}_of_{SHARDS}" for k in range(SHARDS)}
+    assert steps == succeeded
+    assert {
+        "external_accounts",
+        "transactions.accounts",
+        "transactions.publish",
+        "balances",
+        "report",
+    } <= steps
+    assert shard_steps <= steps
+    assert set(worker_of.values()) <= set(names)
+    # Each worker takes one step at a time: three shards queued at once went to both.
+    assert {worker_of[step] for step in shard_steps} == set(names)
 
     # The same warehouse: every row of every day not flagged, the same proven and flagged days.
-    celery_rows, celery_proven, celery_flagged = _facts(tmp_path / "celery_data")
-    local_rows, local_proven, local_flagged = _facts(tmp_path / "local_data")
+    celery_rows, celery_proven, celery_flagged = warehouse_facts(tmp_path / "celery_data")
+    local_rows, local_proven, local_flagged = warehouse_facts(tmp_path / "local_data")
     assert celery_rows == local_rows and celery_rows
     assert celery_proven == local_proven and celery_proven
     assert celery_flagged == local_flagged

@@ -8,14 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.ingest.listing import latest_accounts, take_listing
-from pipelines.ingest.transactions import ingest_transactions
 from pipelines.lake import Lake
 from pipelines.reconcile import OWED_TYPES, reconcile
 from pipelines.sandbox import RunningSandbox
 from pipelines.sandbox.world import DRIFT_CENTS
-from pipelines.synctera import AsyncSyncteraClient
 
-from .conftest import FAST_RETRY, observe_balances_on, utc_today
+from .conftest import client_of, ingest_on, observe_balances_on, utc_today
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -24,30 +22,10 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _client(server: RunningSandbox) -> Callable[[], AsyncSyncteraClient]:
-    return lambda: AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key, retry=FAST_RETRY)
-
-
 def _listed(server: RunningSandbox, tmp_path: Path) -> tuple[Lake, list[str]]:
     lake = Lake(tmp_path / "data")
-    take_listing(_client(server), lake, include_history=False, run_id="listing", emit=_quiet)
+    take_listing(client_of(server), lake, include_history=False, run_id="listing", emit=_quiet)
     return lake, latest_accounts(lake)[0]
-
-
-def _fetched(server: RunningSandbox, lake: Lake, start: dt.date, end: dt.date) -> None:
-    """Every listed account's transactions of ``[start, end)``, as the sandbox shows them now."""
-    account_ids, snapshot_day = latest_accounts(lake)
-    ingest_transactions(
-        _client(server),
-        lake,
-        start=start,
-        end=end,
-        account_ids=account_ids,
-        snapshot_day=snapshot_day,
-        concurrency=8,
-        run_id="tx",
-        emit=_quiet,
-    )
 
 
 def test_balances_reconcile_with_the_transactions_between_them_and_a_drift_is_named(
@@ -62,7 +40,7 @@ def test_balances_reconcile_with_the_transactions_between_them_and_a_drift_is_na
     lake, account_ids = _listed(server, tmp_path)
     observe_balances_on(server, lake, account_ids, [t0 + ONE_DAY, t0 + 3 * ONE_DAY, t0 + 4 * ONE_DAY])
     sandbox.today = today  # by now every transaction of those days has posted and is visible
-    _fetched(server, lake, t0 - 2 * ONE_DAY, t0 + 8 * ONE_DAY)
+    ingest_on(server, lake, t0 - 2 * ONE_DAY, t0 + 8 * ONE_DAY)
 
     result = reconcile(lake, lookback_days=3)
     healthy = [a for a in account_ids if not sandbox.world.profiles[a].vendor_times_out]
@@ -91,7 +69,7 @@ def test_changes_whose_days_have_not_settled_wait_instead_of_failing(
     server = start_sandbox(today=today - ONE_DAY, accounts=12)
     lake, account_ids = _listed(server, tmp_path)
     observe_balances_on(server, lake, account_ids, [today - ONE_DAY, today])
-    _fetched(server, lake, today - 5 * ONE_DAY, today)
+    ingest_on(server, lake, today - 5 * ONE_DAY, today)
     result = reconcile(lake, lookback_days=3)
     assert result.pairs > 0
     assert (result.waiting, result.judged) == (result.pairs - result.unprovable, 0)

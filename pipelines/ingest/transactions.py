@@ -1,13 +1,18 @@
 """A run of transactions over ``[start, end)``: every account fetched, every day's partition replaced.
 
-Rows go to a spool on disk window by window (memory stays flat however long the range or many the
-accounts); once every account is fetched, each day's partition is written from the spool, then the
-ledger, then the views are refreshed. Each day's own figures are kept for its partition's metadata.
+Two steps, so that a backfill's accounts can be fetched in parallel on several machines:
+``fetch_shard`` fetches the accounts of one shard, spooling rows to disk window by window (memory
+stays flat however long the range or many the accounts), and seals the spool with the shard's ledger
+and figures under the lake's ``.shards/``; ``publish`` then writes each day's partition from every
+shard's spool, then the ledger, then refreshes the views. ``ingest_transactions`` does both in one
+process with one shard. Each day's own figures are kept for its partition's metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -15,17 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import ledger
 from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
-from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.lake import TRANSACTION_WINDOWS, TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
-from pipelines.spool import DateSpool
+from pipelines.shards import Shard
+from pipelines.spool import DateSpool, sealed_blocks
 from pipelines.synctera import StatsSnapshot
 from pipelines.synctera.rows import Transaction
+from pipelines.synctera.stats import combined
 from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import publishing
 from pipelines.windows import Outcome
@@ -91,20 +99,129 @@ def duplicate_keys(blocks: list[list[Path]]) -> int:
     return duplicates
 
 
-def _figures(days: list[dt.date], results: list[AccountTransactions]) -> dict[dt.date, DayFigures]:
-    """Each day's windows and flagged accounts, from the ledger of this run."""
-    figures = {day: DayFigures() for day in days}
-    for result in results:
-        for record in result.windows:
-            if record.outcome is Outcome.COMPLETE:
-                for day in days_between(record.window.start, record.window.end):
-                    figures[day].windows_complete += 1
-        for day in result.flagged_days:
-            figures[day].flagged_accounts.append(result.account_id)
-    return figures
+class ShardMismatchError(RuntimeError):
+    """The shards handed to ``publish`` are not one run's complete split of the listing."""
 
 
-def ingest_transactions(
+WINDOWS_FILE = "windows.arrow"
+FIGURES_FILE = "shard.json"
+
+
+@dataclass(frozen=True)
+class ShardFetch:
+    """One shard's fetch, sealed in ``directory`` for the publish step (perhaps on another machine):
+    its spooled rows, its windows (the ledger's rows) and these figures."""
+
+    directory: Path
+    shard: Shard
+    start: dt.date
+    end: dt.date  # exclusive
+    snapshot_day: dt.date
+    accounts: tuple[str, ...]
+    accounts_with_prior_density: int
+    rows: int
+    calls: int
+    windows_split: int
+    duplicates_dropped: int
+    flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
+    rows_by_day: Mapping[dt.date, int]
+    accounts_by_day: Mapping[dt.date, int]
+    windows_complete_by_day: Mapping[dt.date, int]
+    stats: StatsSnapshot
+
+    def save(self, windows: pa.Table) -> None:
+        """Write the figures and the windows beside the sealed rows (the figures last: their file
+        marks the shard as complete)."""
+        with (
+            pa.OSFile(str(self.directory / WINDOWS_FILE), "wb") as sink,
+            pa.ipc.new_file(sink, windows.schema) as writer,
+        ):
+            writer.write_table(windows)
+        figures = {
+            "shard": [self.shard.index, self.shard.count],
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "snapshot_day": self.snapshot_day.isoformat(),
+            "accounts": list(self.accounts),
+            "accounts_with_prior_density": self.accounts_with_prior_density,
+            "rows": self.rows,
+            "calls": self.calls,
+            "windows_split": self.windows_split,
+            "duplicates_dropped": self.duplicates_dropped,
+            "flagged": [[d.isoformat(), a] for d, a in self.flagged],
+            "rows_by_day": {d.isoformat(): n for d, n in self.rows_by_day.items()},
+            "accounts_by_day": {d.isoformat(): n for d, n in self.accounts_by_day.items()},
+            "windows_complete_by_day": {d.isoformat(): n for d, n in self.windows_complete_by_day.items()},
+            "stats": dataclasses.asdict(self.stats),
+        }
+        pending = self.directory / f"{FIGURES_FILE}.pending"
+        pending.write_text(json.dumps(figures))
+        pending.replace(self.directory / FIGURES_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> ShardFetch:
+        try:
+            figures = json.loads((directory / FIGURES_FILE).read_text())
+        except FileNotFoundError:
+            raise ShardMismatchError(
+                f"{directory} holds no sealed shard (its fetch did not finish)"
+            ) from None
+
+        def by_day(counts: dict[str, int]) -> dict[dt.date, int]:
+            return {dt.date.fromisoformat(d): n for d, n in counts.items()}
+
+        return cls(
+            directory=directory,
+            shard=Shard(*figures["shard"]),
+            start=dt.date.fromisoformat(figures["start"]),
+            end=dt.date.fromisoformat(figures["end"]),
+            snapshot_day=dt.date.fromisoformat(figures["snapshot_day"]),
+            accounts=tuple(figures["accounts"]),
+            accounts_with_prior_density=figures["accounts_with_prior_density"],
+            rows=figures["rows"],
+            calls=figures["calls"],
+            windows_split=figures["windows_split"],
+            duplicates_dropped=figures["duplicates_dropped"],
+            flagged=tuple((dt.date.fromisoformat(d), a) for d, a in figures["flagged"]),
+            rows_by_day=by_day(figures["rows_by_day"]),
+            accounts_by_day=by_day(figures["accounts_by_day"]),
+            windows_complete_by_day=by_day(figures["windows_complete_by_day"]),
+            stats=StatsSnapshot(**figures["stats"]),
+        )
+
+    def windows(self) -> pa.Table:
+        with pa.memory_map(str(self.directory / WINDOWS_FILE)) as source:
+            return pa.ipc.open_file(source).read_all()
+
+
+ACCOUNTS_FILE = "accounts.json"
+
+
+def shard_dir(lake: Lake, run_key: str, shard: Shard) -> Path:
+    """Where ``shard`` of the run ``run_key`` (its root run id) is sealed."""
+    return lake.run_dir(run_key) / f"transactions-{shard.name}"
+
+
+def freeze_accounts(lake: Lake, run_key: str, account_ids: list[str], snapshot_day: dt.date) -> None:
+    """The listing a run's shards all split, taken once: a listing taken while they run is not theirs."""
+    directory = lake.run_dir(run_key)
+    directory.mkdir(parents=True, exist_ok=True)
+    pending = directory / f"{ACCOUNTS_FILE}.pending"
+    pending.write_text(json.dumps({"snapshot_day": snapshot_day.isoformat(), "account_ids": account_ids}))
+    pending.replace(directory / ACCOUNTS_FILE)
+
+
+def frozen_accounts(lake: Lake, run_key: str) -> tuple[list[str], dt.date]:
+    """``freeze_accounts``' listing of the run ``run_key``."""
+    path = lake.run_dir(run_key) / ACCOUNTS_FILE
+    try:
+        frozen = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShardMismatchError(f"{path} is missing: the run's listing step did not finish") from None
+    return list(frozen["account_ids"]), dt.date.fromisoformat(frozen["snapshot_day"])
+
+
+def fetch_shard(
     client: ClientFactory,
     lake: Lake,
     *,
@@ -112,24 +229,29 @@ def ingest_transactions(
     end: dt.date,
     account_ids: list[str],
     snapshot_day: dt.date,
+    shard: Shard,
+    target: Path,
     concurrency: int,
     run_id: str,
     emit: Emit,
     progress_seconds: float = INTERVAL_SECONDS,
     cancelled: Cancelled | None = None,
-) -> TransactionsSummary:
-    """Fetch every account's transactions dated in ``[start, end)`` and replace those partitions."""
+) -> ShardFetch:
+    """Fetch the transactions dated in ``[start, end)`` of the accounts of ``account_ids`` (the whole
+    snapshot) that fall in ``shard``, and seal them at ``target``. Nothing is published."""
     lake.clear_staging()
+    mine = shard.accounts(account_ids)
     rates = ledger.prior_rates(lake, around=start)
     known_days = ledger.prior_days(lake, start=start, end=end)
+    of_shard = f" ({shard}: {len(mine)} accounts)" if shard.count > 1 else ""
     emit(
         f"transactions {start}..{end} (end exclusive) for {len(account_ids)} accounts of the "
-        f"{snapshot_day} snapshot; {len(rates)} have a density from earlier runs"
+        f"{snapshot_day} snapshot{of_shard}; {sum(a in rates for a in mine)} have a density from "
+        "earlier runs"
     )
-    days = days_between(start, end)
     rows_by_day: Counter[dt.date] = Counter()
     accounts_by_day: Counter[dt.date] = Counter()
-    progress = Progress("transactions", len(account_ids))
+    progress = Progress("transactions", len(mine))
 
     with DateSpool(lake.staging_dir, TRANSACTIONS, start, end) as spool:
         buffer = DayBuffer(spool.add, run_id=run_id)
@@ -147,7 +269,7 @@ def ingest_transactions(
             async with client() as api, progress.reporting(emit, progress_seconds):
                 results = await fetch_all_accounts(
                     api,
-                    account_ids,
+                    mine,
                     start,
                     end,
                     prior_rates=rates,
@@ -162,46 +284,136 @@ def ingest_transactions(
         buffer.flush()
         release_free_memory()  # the fetch's freed rows, before the write phase allocates its own
         windows = [w for r in results for w in r.windows]
-        emit(f"transactions: {spool.rows} rows fetched; writing {len(days)} partitions")
-        written: list[list[Path]] = []
-        with publishing(lake, TABLE):  # a concurrent run writing these days waits for this one
-            for block_days, rows in spool.blocks():
-                written.append(lake.replace_accounts(TABLE, block_days, rows, accounts=account_ids))
-                del rows
-                release_free_memory(collect=False, trim=False)  # the block's Arrow buffers
-            lake.replace_accounts(
-                "transaction_windows",
-                days,
-                ledger.windows_table(windows, run_id=run_id),
-                accounts=account_ids,
-            )
-            # Read back under the lock: a concurrent run may replace these files the moment it is
-            # released, and a scan that spans a replacement fails (DuckDB reopens files mid-query).
-            written_duplicates = duplicate_keys(written)
-            partition_rows = {
-                path: pq.ParquetFile(path).metadata.num_rows for block in written for path in block
-            }
-        rows_written = spool.rows
+        complete_by_day: Counter[dt.date] = Counter()
+        for record in windows:
+            if record.outcome is Outcome.COMPLETE:
+                complete_by_day.update(days_between(record.window.start, record.window.end))
+        spool.seal(target)
+        fetched = ShardFetch(
+            directory=target,
+            shard=shard,
+            start=start,
+            end=end,
+            snapshot_day=snapshot_day,
+            accounts=tuple(mine),
+            accounts_with_prior_density=sum(a in rates for a in mine),
+            rows=spool.rows,
+            calls=len(windows),
+            windows_split=sum(r.windows_split for r in results),
+            duplicates_dropped=sum(r.duplicates_dropped for r in results),
+            flagged=tuple(sorted((day, r.account_id) for r in results for day in r.flagged_days)),
+            rows_by_day=dict(rows_by_day),
+            accounts_by_day=dict(accounts_by_day),
+            windows_complete_by_day=dict(complete_by_day),
+            stats=stats,
+        )
+        fetched.save(ledger.windows_table(windows, run_id=run_id))
+    emit(f"transactions{of_shard}: {fetched.rows} rows fetched with {fetched.calls} calls; sealed")
+    return fetched
 
-    figures = _figures(days, results)
-    for day in days:
-        figures[day].rows = rows_by_day[day]
-        figures[day].accounts_with_rows = accounts_by_day[day]
+
+def publish(
+    lake: Lake, fetches: list[ShardFetch], *, account_ids: list[str], emit: Emit
+) -> TransactionsSummary:
+    """Replace every day's partition of the shards' range with the rows of all ``fetches``, then the
+    ledger, then refresh the views; the shards' spools are removed once published.
+
+    ``fetches`` must be every shard of one split of ``account_ids``, over one range and snapshot: a
+    missing shard would publish days without its accounts' rows, so it is refused, naming them.
+    """
+    if not fetches:
+        raise ShardMismatchError("no shard to publish")
+    first = fetches[0]
+    start, end, count = first.start, first.end, first.shard.count
+    if {(f.start, f.end, f.snapshot_day, f.shard.count) for f in fetches} != {
+        (start, end, first.snapshot_day, count)
+    } or sorted(f.shard.index for f in fetches) != list(range(count)):
+        found = ", ".join(f"{f.shard} over {f.start}..{f.end}" for f in fetches)
+        raise ShardMismatchError(f"the shards are not one split of one run: {found}")
+    covered = {a for f in fetches for a in f.accounts}
+    if missing := sorted(set(account_ids) - covered):
+        raise ShardMismatchError(
+            f"{len(missing)} accounts of the snapshot are in no shard: {', '.join(missing[:20])}"
+        )
+    days = days_between(start, end)
+    emit(f"transactions: {sum(f.rows for f in fetches)} rows fetched; writing {len(days)} partitions")
+    written: list[list[Path]] = []
+    with publishing(lake, TABLE):  # a concurrent run writing these days waits for this one
+        blocks = sealed_blocks([f.directory for f in fetches], TRANSACTIONS, start, end)
+        for block_days, rows in blocks:
+            written.append(lake.replace_accounts(TABLE, block_days, rows, accounts=account_ids))
+            del rows
+            release_free_memory(collect=False, trim=False)  # the block's Arrow buffers
+        windows = pa.concat_tables([f.windows() for f in fetches]).cast(TRANSACTION_WINDOWS)
+        lake.replace_accounts("transaction_windows", days, windows, accounts=account_ids)
+        # Read back under the lock: a concurrent run may replace these files the moment it is
+        # released, and a scan that spans a replacement fails (DuckDB reopens files mid-query).
+        written_duplicates = duplicate_keys(written)
+        partition_rows = {path: pq.ParquetFile(path).metadata.num_rows for block in written for path in block}
+    for run_dir in {f.directory.parent for f in fetches}:
+        lake.remove_run_dir(run_dir)
+
+    figures = {day: DayFigures() for day in days}
+    flagged = tuple(sorted(pair for f in fetches for pair in f.flagged))
+    for day, account_id in flagged:
+        figures[day].flagged_accounts.append(account_id)
+    for fetched in fetches:
+        for day, n in fetched.rows_by_day.items():
+            figures[day].rows += n
+        for day, n in fetched.accounts_by_day.items():
+            figures[day].accounts_with_rows += n
+        for day, n in fetched.windows_complete_by_day.items():
+            if day in figures:
+                figures[day].windows_complete += n
     for path, held in partition_rows.items():
         figures[dt.date.fromisoformat(path.parent.name.removeprefix("date="))].partition_rows = held
-    flagged = tuple(sorted((day, r.account_id) for r in results for day in r.flagged_days))
     return TransactionsSummary(
         start=start,
         end=end,
         accounts=len(account_ids),
-        snapshot_day=snapshot_day,
-        accounts_with_prior_density=len(rates),
-        rows=rows_written,
-        calls=len(windows),
-        windows_split=sum(r.windows_split for r in results),
-        duplicates_dropped=sum(r.duplicates_dropped for r in results),
+        snapshot_day=first.snapshot_day,
+        accounts_with_prior_density=sum(f.accounts_with_prior_density for f in fetches),
+        rows=sum(f.rows for f in fetches),
+        calls=sum(f.calls for f in fetches),
+        windows_split=sum(f.windows_split for f in fetches),
+        duplicates_dropped=sum(f.duplicates_dropped for f in fetches),
         duplicate_keys=written_duplicates,
         flagged=flagged,
         days=figures,
-        stats=stats,
+        stats=combined(f.stats for f in fetches),
     )
+
+
+def ingest_transactions(
+    client: ClientFactory,
+    lake: Lake,
+    *,
+    start: dt.date,
+    end: dt.date,
+    account_ids: list[str],
+    snapshot_day: dt.date,
+    concurrency: int,
+    run_id: str,
+    emit: Emit,
+    progress_seconds: float = INTERVAL_SECONDS,
+    cancelled: Cancelled | None = None,
+) -> TransactionsSummary:
+    """Fetch every account's transactions dated in ``[start, end)`` and replace those partitions, in
+    this process (one shard)."""
+    shard = Shard(0, 1)
+    fetched = fetch_shard(
+        client,
+        lake,
+        start=start,
+        end=end,
+        account_ids=account_ids,
+        snapshot_day=snapshot_day,
+        shard=shard,
+        target=shard_dir(lake, run_id, shard),
+        concurrency=concurrency,
+        run_id=run_id,
+        emit=emit,
+        progress_seconds=progress_seconds,
+        cancelled=cancelled,
+    )
+    return publish(lake, [fetched], account_ids=account_ids, emit=emit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 KINDS = ("calls", "requests", "retries", "failures", "throttled")
@@ -43,6 +44,35 @@ class StatsSnapshot:
     @property
     def total_throttled(self) -> int:
         return sum(self.throttled.values())
+
+
+def combined(snapshots: Iterable[StatsSnapshot]) -> StatsSnapshot:
+    """Several clients' figures as one (e.g. a run's shards): counts summed, the span from the first
+    request to the last answer, and the concurrency limits and peaks summed (each client had its own)."""
+    taken = list(snapshots)
+
+    def summed(name: str) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for snapshot in taken:
+            total.update(getattr(snapshot, name))
+        return dict(total)
+
+    def present(values: Iterable[float | None]) -> list[float]:
+        return [v for v in values if v is not None]
+
+    firsts, lasts = present(s.first_sent for s in taken), present(s.last_answered for s in taken)
+    limits, peaks = present(s.concurrency_limit for s in taken), present(s.peak_in_flight for s in taken)
+    return StatsSnapshot(
+        calls=summed("calls"),
+        requests=summed("requests"),
+        retries=summed("retries"),
+        failures=summed("failures"),
+        throttled=summed("throttled"),
+        first_sent=min(firsts) if firsts else None,
+        last_answered=max(lasts) if lasts else None,
+        concurrency_limit=sum(limits) if limits else None,
+        peak_in_flight=int(sum(peaks)) if peaks else None,
+    )
 
 
 class CallStats:
