@@ -68,61 +68,70 @@ def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+PG_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+
+
+def _environments(
+    tmp_path: Path, base_url: str, start: dt.date, database: str, broker_url: str, **extra: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The distributed run's environment (the production instance on PostgreSQL, steps on Celery
+    workers, ``SHARDS`` shards) and a run in one process's, each with a lake and an instance of its own."""
+    common = {
+        **os.environ,
+        "SYNCTERA_BASE_URL": base_url,
+        "SYNCTERA_API_KEY": KEY,
+        "SYNCTERA_START_DATE": (start - 10 * ONE_DAY).isoformat(),
+        "PYTHONWARNINGS": "ignore",
+        **extra,
+    }
+    home = tmp_path / "celery_home"
+    home.mkdir()
+    shutil.copyfile(REPO_ROOT / "pipelines" / "dagster.production.yaml", home / "dagster.yaml")
+    distributed = {
+        **common,
+        "DAGSTER_HOME": str(home),
+        "SYNCTERA_DATA_DIR": str(tmp_path / "celery_data"),
+        "SYNCTERA_EXECUTOR": "celery",
+        "SYNCTERA_SHARDS": str(SHARDS),
+        "SYNCTERA_CELERY_BROKER": broker_url,
+        **dict(
+            zip(PG_VARIABLES, (PG["host"], PG["port"], PG["user"], PG["password"], database), strict=True)
+        ),
+    }
+    prepare_dagster_home(tmp_path / "local_home")
+    local = {
+        **common,
+        "DAGSTER_HOME": str(tmp_path / "local_home"),
+        "SYNCTERA_DATA_DIR": str(tmp_path / "local_data"),
+    }
+    return distributed, local
+
+
 def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_process(
     tmp_path: Path, database: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     end = utc_today() - ONE_DAY
     start = end - 20 * ONE_DAY
     sandbox_args = [f"--{k.replace('_', '-')}={v}" for k, v in SANDBOX.items()]
+    names = ["worker-a@synctera-test", "worker-b@synctera-test"]
     with ExitStack() as stack:
         base_url = stack.enter_context(sandbox_process(sandbox_args, api_key=KEY))
-        common = {
-            **os.environ,
-            "SYNCTERA_BASE_URL": base_url,
-            "SYNCTERA_API_KEY": KEY,
-            "SYNCTERA_START_DATE": (start - 10 * ONE_DAY).isoformat(),
-            "PYTHONWARNINGS": "ignore",
-        }
-        # Distributed: the production instance on PostgreSQL, steps on two Celery workers.
-        home = tmp_path / "celery_home"
-        home.mkdir()
-        shutil.copyfile(REPO_ROOT / "pipelines" / "dagster.production.yaml", home / "dagster.yaml")
-        distributed = {
-            **common,
-            "DAGSTER_HOME": str(home),
-            "SYNCTERA_DATA_DIR": str(tmp_path / "celery_data"),
-            "SYNCTERA_EXECUTOR": "celery",
-            "SYNCTERA_SHARDS": str(SHARDS),
-            "SYNCTERA_CELERY_BROKER": broker_url,
-            "DAGSTER_PG_HOST": PG["host"],
-            "DAGSTER_PG_PORT": PG["port"],
-            "DAGSTER_PG_USER": PG["user"],
-            "DAGSTER_PG_PASSWORD": PG["password"],
-            "DAGSTER_PG_DB": database,
-        }
-        names = ["worker-a@synctera-test", "worker-b@synctera-test"]
+        distributed, local = _environments(tmp_path, base_url, start, database, broker_url)
         for name in names:
             stack.enter_context(worker(name, distributed, tmp_path / f"{name}.log"))
         _backfill(distributed, start, end)
-
-        # The same backfill in one process, on an instance and a lake of its own.
-        prepare_dagster_home(tmp_path / "local_home")
-        local = {
-            **common,
-            "DAGSTER_HOME": str(tmp_path / "local_home"),
-            "SYNCTERA_DATA_DIR": str(tmp_path / "local_data"),
-        }
         _backfill(local, start, end)
 
     # Every step of the distributed run was executed by one of the workers.
-    for key in (
-        "DAGSTER_PG_HOST",
-        "DAGSTER_PG_PORT",
-        "DAGSTER_PG_USER",
-        "DAGSTER_PG_PASSWORD",
-        "DAGSTER_PG_DB",
-    ):
+    for key in PG_VARIABLES:
         monkeypatch.setenv(key, distributed[key])
+    home = Path(distributed["DAGSTER_HOME"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
@@ -164,3 +173,78 @@ def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_proces
     truth = Sandbox(SandboxConfig(**SANDBOX))  # type: ignore[arg-type]
     assert assert_warehouse_matches(truth, tmp_path / "celery_data", start, end)
     assert_warehouse_matches(truth, tmp_path / "local_data", start, end)
+
+
+def test_a_worker_killed_mid_shard_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, database: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of the worker fetching a shard: the broker hands the step to the other worker (it was
+    not acknowledged), which fetches the shard again and replaces the seal; the warehouse equals a
+    run in one process's. Should the run fail instead, running the backfill again must get there."""
+    end = utc_today() - ONE_DAY
+    start = end - 20 * ONE_DAY
+    # One account at a time, transactions answered in 0.3 s: a shard takes seconds, room to kill it.
+    sandbox_args = [f"--{k.replace('_', '-')}={v}" for k, v in SANDBOX.items()] + [
+        "--latency",
+        "transactions=0.3",
+    ]
+    names = ["worker-a@synctera-test", "worker-b@synctera-test"]
+    with ExitStack() as stack:
+        base_url = stack.enter_context(sandbox_process(sandbox_args, api_key=KEY))
+        distributed, local = _environments(
+            tmp_path, base_url, start, database, broker_url, SYNCTERA_ACCOUNT_CONCURRENCY="1"
+        )
+        workers = {
+            name: stack.enter_context(worker(name, distributed, tmp_path / f"{name}.log")) for name in names
+        }
+        for key in PG_VARIABLES:
+            monkeypatch.setenv(key, distributed[key])
+        log = tmp_path / "backfill.log"
+        backfill = stack.enter_context(
+            group(backfill_command(start, end), env=distributed, cwd=REPO_ROOT, log=log)
+        )
+        killed_step, killed = _kill_the_worker_of_a_shard(Path(distributed["DAGSTER_HOME"]), workers)
+        code = backfill.wait(timeout=600)
+        with dg.DagsterInstance.from_config(distributed["DAGSTER_HOME"]) as instance:
+            (run,) = instance.get_runs()
+            succeeded_by = [
+                e.dagster_event.engine_event_data.metadata["Celery worker"].value
+                for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                if e.step_key == killed_step and "in celery worker" in e.message and e.dagster_event
+            ]
+        if code == 0:
+            # The step ran again on the worker left alive.
+            assert succeeded_by[0] == killed and set(succeeded_by[1:]) == set(names) - {killed}, succeeded_by
+        else:
+            _backfill(distributed, start, end)  # the operator's retry
+        _backfill(local, start, end)
+
+    assert warehouse_facts(tmp_path / "celery_data") == warehouse_facts(tmp_path / "local_data")
+    assert (
+        assert_warehouse_matches(
+            Sandbox(SandboxConfig(**SANDBOX)),
+            tmp_path / "celery_data",
+            start,
+            end,  # type: ignore[arg-type]
+        )
+        is not None
+    )
+
+
+def _kill_the_worker_of_a_shard(
+    home: Path, workers: Mapping[str, subprocess.Popen[bytes]]
+) -> tuple[str, str]:
+    """SIGKILL to the whole process group of the first worker seen running a shard step; returns the
+    step and the worker's name."""
+    deadline = time.monotonic() + 300
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            for run in instance.get_runs():
+                for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+                    step = event.step_key or ""
+                    if ".shard_" in step and "in celery worker" in event.message and event.dagster_event:
+                        name = event.dagster_event.engine_event_data.metadata["Celery worker"].value
+                        os.killpg(workers[name].pid, signal.SIGKILL)
+                        return step, str(name)
+            time.sleep(0.2)  # a poll interval, bounded by the deadline
+    raise AssertionError("no shard step started on a worker")
