@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -38,6 +39,13 @@ def _admin() -> psycopg2.extensions.connection:
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of this test's own, dropped after it (with whatever connections remain)."""
+    with scratch_database() as name:
+        yield name
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped when the block ends (with whatever connections remain)."""
     name = f"synctera_test_{secrets.token_hex(6)}"
     admin = _admin()
     try:
@@ -73,6 +81,13 @@ def _rabbitmqctl(*args: str) -> None:
 @pytest.fixture
 def broker_url() -> Iterator[str]:
     """An AMQP URL to a RabbitMQ virtual host of this test's own, deleted after it."""
+    with scratch_vhost() as url:
+        yield url
+
+
+@contextmanager
+def scratch_vhost() -> Iterator[str]:
+    """An AMQP URL to a new RabbitMQ virtual host, deleted when the block ends."""
     vhost = f"synctera-test-{secrets.token_hex(6)}"
     _rabbitmqctl("add_vhost", vhost)
     try:
