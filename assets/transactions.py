@@ -209,7 +209,11 @@ def build_transactions(
             "api_seconds": round(summary.stats.api_seconds, 3),
             "api_retries": summary.stats.total_retries,
             **concurrency_metadata(summary.stats),
-            **{f"transactions_publish_{k}": v for k, v in clock.metadata().items()},
+            # The shards' fetches (CPU summed, the slowest's wall) and this publish step's.
+            "transactions_cpu_seconds": round(summary.fetch_cpu_seconds + clock.metadata()["cpu_seconds"], 3),
+            "transactions_duration_seconds": round(
+                summary.fetch_wall_seconds + clock.metadata()["duration_seconds"], 3
+            ),
         }
         tag_run(context, totals)
         context.log.info("transactions run totals: " + ", ".join(f"{k} {v}" for k, v in totals.items()))

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class TransactionsSummary:
     windows_split: int
     duplicates_dropped: int  # identical rows the API repeated within a window
     duplicate_keys: int  # keys found twice in the partitions written (must be 0)
+    fetch_cpu_seconds: float  # every shard's, summed
+    fetch_wall_seconds: float  # the slowest shard's
     flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
     days: Mapping[dt.date, DayFigures]
     stats: StatsSnapshot
@@ -128,6 +131,8 @@ class ShardFetch:
     accounts_by_day: Mapping[dt.date, int]
     windows_complete_by_day: Mapping[dt.date, int]
     stats: StatsSnapshot
+    cpu_seconds: float  # the shard's fetch, in its own process
+    wall_seconds: float
 
     def save(self, windows: pa.Table) -> None:
         """Write the figures and the windows beside the sealed rows (the figures last: their file
@@ -153,6 +158,8 @@ class ShardFetch:
             "accounts_by_day": {d.isoformat(): n for d, n in self.accounts_by_day.items()},
             "windows_complete_by_day": {d.isoformat(): n for d, n in self.windows_complete_by_day.items()},
             "stats": dataclasses.asdict(self.stats),
+            "cpu_seconds": self.cpu_seconds,
+            "wall_seconds": self.wall_seconds,
         }
         pending = self.directory / f"{FIGURES_FILE}.pending"
         pending.write_text(json.dumps(figures))
@@ -187,6 +194,8 @@ class ShardFetch:
             accounts_by_day=by_day(figures["accounts_by_day"]),
             windows_complete_by_day=by_day(figures["windows_complete_by_day"]),
             stats=StatsSnapshot(**figures["stats"]),
+            cpu_seconds=figures["cpu_seconds"],
+            wall_seconds=figures["wall_seconds"],
         )
 
     def windows(self) -> pa.Table:
@@ -239,6 +248,7 @@ def fetch_shard(
 ) -> ShardFetch:
     """Fetch the transactions dated in ``[start, end)`` of the accounts of ``account_ids`` (the whole
     snapshot) that fall in ``shard``, and seal them at ``target``. Nothing is published."""
+    began, began_cpu = time.monotonic(), time.process_time()
     lake.clear_staging()
     mine = shard.accounts(account_ids)
     rates = ledger.prior_rates(lake, around=start)
@@ -306,6 +316,8 @@ def fetch_shard(
             accounts_by_day=dict(accounts_by_day),
             windows_complete_by_day=dict(complete_by_day),
             stats=stats,
+            cpu_seconds=time.process_time() - began_cpu,
+            wall_seconds=time.monotonic() - began,
         )
         fetched.save(ledger.windows_table(windows, run_id=run_id))
     emit(f"transactions{of_shard}: {fetched.rows} rows fetched with {fetched.calls} calls; sealed")
@@ -378,6 +390,8 @@ def publish(
         windows_split=sum(f.windows_split for f in fetches),
         duplicates_dropped=sum(f.duplicates_dropped for f in fetches),
         duplicate_keys=written_duplicates,
+        fetch_cpu_seconds=sum(f.cpu_seconds for f in fetches),
+        fetch_wall_seconds=max(f.wall_seconds for f in fetches),
         flagged=flagged,
         days=figures,
         stats=combined(f.stats for f in fetches),
