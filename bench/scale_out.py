@@ -30,6 +30,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from bench.paths import _cpu_of_children, _run_totals
 from bench.pipeline_bench import sandbox_args
 from bench.process_tree import TreeSampler
@@ -75,6 +77,22 @@ def _facts_digest(data_dir: Path) -> str:
     for part in (rows, proven, flagged):
         digest.update(repr(sorted(map(repr, part))).encode())
     return digest.hexdigest()[:16]
+
+
+def _longest_account_seconds(data_dir: Path) -> float:
+    """From one account's first window fetched to its last: the chain of windows an account asks for
+    one after another (each sized by the answers before it), which no number of workers shortens."""
+    windows = str(data_dir / "transaction_windows" / "*" / "*.parquet")
+    connection = duckdb.connect()
+    try:
+        row = connection.execute(
+            "SELECT max(span) FROM (SELECT epoch(max(fetched_at)) - epoch(min(fetched_at)) AS span "
+            "FROM read_parquet(?) GROUP BY account_id)",
+            [windows],
+        ).fetchone()
+    finally:
+        connection.close()
+    return float(row[0]) if row and row[0] is not None else 0.0
 
 
 def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bool) -> dict[str, Any]:
@@ -132,6 +150,7 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
         os.environ.update(instance_env)  # the instance is read back here
         totals = _run_totals(home)
         digest = _facts_digest(data)
+        longest = _longest_account_seconds(data)
     return {
         "workers": workers,
         "accounts": accounts,
@@ -142,6 +161,7 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
         "worker_peak_pss_mib": max(s.footprint.peak_pss_mib for s in samplers),
         "worker_peak_rss_mib": max(s.footprint.peak_rss_mib for s in samplers),
         "warehouse": digest,
+        "longest_account_seconds": longest,
         **totals,
     }
 
@@ -161,14 +181,16 @@ def table(results: list[dict[str, Any]], *, command: str) -> list[str]:
         + f", {first['rows']:,} transactions; each configuration's shards = its workers.",
         "",
         "| Celery workers | wall (s) | speed-up | CPU, all processes (s) | transaction calls "
-        "| API span (s) | peak PSS per worker (MiB) | peak RSS per worker (MiB) | warehouse |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| transactions API span (s) | longest account (s) | peak PSS per worker (MiB) "
+        "| peak RSS per worker (MiB) | warehouse |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         same = "same" if r["warehouse"] == first["warehouse"] else f"DIFFERS ({r['warehouse']})"
         lines.append(
             f"| {r['workers']} | {r['wall_seconds']:.1f} | {base / r['wall_seconds']:.2f}× "
             f"| {r['cpu_seconds']:.1f} | {r['transaction_calls']:,} | {r['transactions_api_seconds']:.1f} "
+            f"| {r['longest_account_seconds']:.1f} "
             f"| {r['worker_peak_pss_mib']:.0f} | {r['worker_peak_rss_mib']:.0f} | {same} |"
         )
     return [*lines, "", *projection(first), END]

@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from pipelines.locks import hold, locks_for
 
 STAGING = ".staging"
 SHARDS = ".shards"
@@ -257,15 +260,11 @@ class Lake:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Exclusive, cross-process: concurrent runs write the same tables one after the other.
-
-        An ``flock`` dies with its process, so a killed run never leaves the lake locked.
-        """
-        descriptor = hold(self._lock_file(name))
-        try:
+        """Exclusive across processes (and machines, with ``SYNCTERA_LOCK_URL``): concurrent runs
+        write the same tables one after the other. It dies with its holder, so a killed run never
+        leaves the lake locked (see ``pipelines.locks``)."""
+        with locks_for(self.root).exclusive(name):
             yield
-        finally:
-            os.close(descriptor)
 
     @contextmanager
     def reading(self, *tables: str) -> Iterator[None]:
@@ -275,20 +274,10 @@ class Lake:
         fails ("Invalid data"); the pipeline's own readers wait for a publish instead. Never call it
         while holding ``lock`` on one of ``tables`` (a process's own locks conflict too).
         """
-        descriptors = []
-        try:
-            for table in sorted(set(tables)):  # one order for every reader
-                self.table_dir(table)  # a known table
-                descriptors.append(hold(self._lock_file(table), shared=True))
+        for table in tables:
+            self.table_dir(table)  # a known table
+        with locks_for(self.root).shared(tables):
             yield
-        finally:
-            for descriptor in descriptors:
-                os.close(descriptor)
-
-    def _lock_file(self, name: str) -> Path:
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        return locks / f"{name}.lock"
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
         """Remove what crashed or cancelled writers left in staging: every spool whose lock is free
@@ -297,6 +286,7 @@ class Lake:
         if not staging.is_dir():
             return 0
         cutoff = dt.datetime.now().timestamp() - older_than.total_seconds()
+        far_cutoff = dt.datetime.now().timestamp() - SHARD_RETENTION.total_seconds()
         removed = 0
         for leftover in staging.iterdir():
             if leftover.is_file() and leftover.stat().st_mtime < cutoff:
@@ -304,11 +294,19 @@ class Lake:
                 removed += 1
             # A killed run's spool: its lock file exists and is free (the lock file appears already
             # locked, see hold_new). A directory without one is being created, unless it is old.
+            # Another machine's spool (a lake shared by several): its flock is not seen from here,
+            # so it is left to that machine, or removed once older than SHARD_RETENTION.
             elif leftover.is_dir():
                 alive = leftover / ALIVE
-                if (alive.exists() and not held(alive)) or (
-                    not alive.exists() and leftover.stat().st_mtime < cutoff
-                ):
+                if not leftover.name.startswith(SPOOL_PREFIX):
+                    stale = leftover.stat().st_mtime < cutoff
+                elif not leftover.name.startswith(spool_prefix()):
+                    stale = leftover.stat().st_mtime < far_cutoff
+                else:
+                    stale = (alive.exists() and not held(alive)) or (
+                        not alive.exists() and leftover.stat().st_mtime < cutoff
+                    )
+                if stale:
                     shutil.rmtree(leftover, ignore_errors=True)
                     removed += 1
         return removed
@@ -318,15 +316,13 @@ ALIVE = ".alive"
 """A file a live writer holds an ``flock`` on, inside its staging directory."""
 
 
-def hold(path: Path, *, shared: bool = False) -> int:
-    """Create ``path`` and hold an exclusive (or shared) ``flock`` on it until the descriptor is closed."""
-    descriptor = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor
+SPOOL_PREFIX = "spool-"
+
+
+def spool_prefix() -> str:
+    """``spool-<host>-``: this machine's spools, the ones whose ``flock`` it can see."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    return f"{SPOOL_PREFIX}{host}-"
 
 
 def hold_new(path: Path) -> int:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import pyarrow as pa
 
-from pipelines.lake import ALIVE, hold_new, split_by_date
+from pipelines.lake import ALIVE, hold_new, split_by_date, spool_prefix
 
 # Single-threaded: a spool stream is a few hundred rows, for which Arrow's thread pool costs more
 # than the work (reading a block back took 2.5 times the CPU with threads).
@@ -57,7 +57,7 @@ class DateSpool:
         self.block_days = block_days(start, end)
         self.buffer_rows = buffer_rows
         self.rows = 0
-        self.directory = directory / f"spool-{uuid.uuid4().hex}"
+        self.directory = directory / f"{spool_prefix()}{uuid.uuid4().hex}"
         self.directory.mkdir(parents=True)
         self._alive = hold_new(self.directory / ALIVE)  # tells clear_staging this spool is in use
         self._sealed = False

@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from pipelines import warehouse
+from pipelines.locks import LOCK_URL_VARIABLE
 from pipelines.run import backfill_command
 from pipelines.sandbox import Sandbox, SandboxConfig, running
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
 
 from .conftest import utc_today
+from .services import PG, database
+
+__all__ = ["database"]  # a fixture of services, used here
 
 ONE_DAY = dt.timedelta(days=1)
 END = utc_today() - ONE_DAY
@@ -31,11 +35,12 @@ CONTENT = (
 )
 
 
-def _cli(base_url: str, key: str, data_dir: Path, home: Path) -> subprocess.Popen[bytes]:
+def _cli(base_url: str, key: str, data_dir: Path, home: Path, **extra: str) -> subprocess.Popen[bytes]:
     """The operator's backfill command; its output goes to ``home/cli.log``."""
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        **extra,
         "SYNCTERA_BASE_URL": base_url,
         "SYNCTERA_API_KEY": key,
         "SYNCTERA_DATA_DIR": str(data_dir),
@@ -117,12 +122,20 @@ def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("locks", ["files", pytest.param("postgres", marks=pytest.mark.scale_out)])
 def test_two_runs_writing_the_same_partitions_at_once_leave_them_whole(
-    tmp_path: Path, sandbox_url: tuple[str, str]
+    tmp_path: Path, sandbox_url: tuple[str, str], locks: str, request: pytest.FixtureRequest
 ) -> None:
+    """Two machines' runs on one lake, for ``postgres``: the lake's locks in PostgreSQL."""
     base_url, key = sandbox_url
     expected = _clean_run(tmp_path, base_url, key)
-    runs = [_cli(base_url, key, tmp_path / "shared", tmp_path / f"home-{n}") for n in range(2)]
+    extra = {}
+    if locks == "postgres":
+        name = request.getfixturevalue("database")
+        extra[LOCK_URL_VARIABLE] = (
+            f"postgresql://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{name}"
+        )
+    runs = [_cli(base_url, key, tmp_path / "shared", tmp_path / f"home-{n}", **extra) for n in range(2)]
     codes = [r.wait(timeout=300) for r in runs]
     assert codes == [0, 0], "\n".join(_log_tail(tmp_path / f"home-{n}") for n in range(2))
     _only_partition_files(tmp_path / "shared")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines.lake import TRANSACTIONS, Lake, days_between
+from pipelines.lake import TRANSACTIONS, Lake, days_between, spool_prefix
 from pipelines.spool import MAX_BLOCKS, DateSpool
 
 NOW = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
@@ -80,18 +80,27 @@ def test_a_dead_spool_is_cleared_at_once_and_a_live_one_is_not(tmp_path: Path) -
     lake = Lake(tmp_path)
     live = DateSpool(lake.staging_dir, TRANSACTIONS, START, START + dt.timedelta(days=3))
     assert [p.name for p in live.directory.iterdir()] == [".alive"], "the lock file appears already locked"
-    dead = lake.staging_dir / "spool-killed"
+    dead = lake.staging_dir / f"{spool_prefix()}killed"
     dead.mkdir()
     (dead / ".alive").touch()  # its process died a moment ago, so nobody holds the lock
     (dead / "block-00000.arrows").write_bytes(b"partial")
-    starting = lake.staging_dir / "spool-starting"  # a directory whose lock file is not there yet
+    starting = lake.staging_dir / f"{spool_prefix()}starting"  # its lock file is not there yet
     starting.mkdir()
-    abandoned = lake.staging_dir / "spool-abandoned"  # the same, but hours old: its process died
+    abandoned = lake.staging_dir / f"{spool_prefix()}abandoned"  # the same, hours old: its process died
     abandoned.mkdir()
     two_hours_ago = time.time() - 7200
     os.utime(abandoned, (two_hours_ago, two_hours_ago))
-    assert lake.clear_staging() == 2
-    assert live.directory.is_dir() and starting.is_dir()
-    assert not dead.exists() and not abandoned.exists()
+    # Another machine's spools on a shared lake: their flock is not seen from here, so a free-looking
+    # lock proves nothing; only age does.
+    elsewhere = lake.staging_dir / "spool-another-host-7f3a"
+    elsewhere.mkdir()
+    (elsewhere / ".alive").touch()
+    forgotten = lake.staging_dir / "spool-another-host-0c1d"
+    forgotten.mkdir()
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(forgotten, (eight_days_ago, eight_days_ago))
+    assert lake.clear_staging() == 3
+    assert live.directory.is_dir() and starting.is_dir() and elsewhere.is_dir()
+    assert not dead.exists() and not abandoned.exists() and not forgotten.exists()
     live.discard()
     assert not live.directory.exists()

@@ -1,0 +1,150 @@
+"""The lake's locks: writers of a table one after the other, readers never during a publish, for every
+process on one machine (``flock`` files, the default) or on several (PostgreSQL advisory locks).
+
+Both die with their holder, so a killed run never leaves the lake locked: an ``flock`` with its
+process, an advisory lock with its database session. ``SYNCTERA_LOCK_URL`` (a PostgreSQL URL, read
+only from the environment: it may hold a password) switches every process to advisory locks; set it
+alike on every machine that shares the lake, or they do not see each other's locks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+LOCK_URL_VARIABLE = "SYNCTERA_LOCK_URL"
+
+
+class Locks(Protocol):
+    def exclusive(self, name: str) -> AbstractContextManager[None]: ...
+
+    def shared(self, names: Sequence[str]) -> AbstractContextManager[None]: ...
+
+
+class FileLocks:
+    """``flock`` on files under ``directory``: every process of one machine (or of a file system
+    whose locks span machines)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        descriptor = hold(self._file(name))
+        try:
+            yield
+        finally:
+            os.close(descriptor)
+
+    @contextmanager
+    def shared(self, names: Sequence[str]) -> Iterator[None]:
+        descriptors = []
+        try:
+            for name in sorted(set(names)):  # one order for every reader
+                descriptors.append(hold(self._file(name), shared=True))
+            yield
+        finally:
+            for descriptor in descriptors:
+                os.close(descriptor)
+
+    def _file(self, name: str) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.directory / f"{name}.lock"
+
+
+class PostgresLocks:
+    """PostgreSQL session advisory locks, one per (lake, name): every machine that reaches the
+    database. Each acquisition holds a connection of its own for as long as the lock."""
+
+    def __init__(self, url: str, lake: str) -> None:
+        self.url = url
+        self.lake = lake  # locks of two lakes sharing a database never meet
+
+    def key(self, name: str) -> int:
+        """A signed 64-bit key for the lock ``name`` of this lake (advisory locks take a bigint)."""
+        digest = hashlib.blake2b(f"synctera-lake\0{self.lake}\0{name}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        with self._session() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [self.key(name)])
+            yield
+
+    @contextmanager
+    def shared(self, names: Sequence[str]) -> Iterator[None]:
+        with self._session() as cursor:
+            for name in sorted(set(names)):  # one order for every reader
+                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [self.key(name)])
+            yield
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        import psycopg2  # only where the locks are in PostgreSQL (it comes with dagster-postgres)
+
+        try:
+            connection = psycopg2.connect(self.url, connect_timeout=10, application_name="synctera-lake-lock")
+        except psycopg2.OperationalError as exc:
+            # The URL may hold a password: name the variable, never the value.
+            first = str(exc).strip().splitlines()[:1]
+            raise LockServiceError(
+                f"the lake's locks: cannot reach {LOCK_URL_VARIABLE}'s database ({first})"
+            ) from None
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                yield cursor
+        finally:
+            connection.close()  # ends the session: its locks go with it
+
+
+class LockServiceError(RuntimeError):
+    """The lock service named by ``SYNCTERA_LOCK_URL`` cannot be reached."""
+
+
+def locks_for(root: Path, env: Mapping[str, str] | None = None) -> Locks:
+    """The locks of the lake at ``root``: PostgreSQL's when ``SYNCTERA_LOCK_URL`` is set, else files."""
+    env = os.environ if env is None else env
+    url = env.get(LOCK_URL_VARIABLE)
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{LOCK_URL_VARIABLE} must be a postgresql:// URL")
+        return PostgresLocks(url, lake_id(root))
+    return FileLocks(root / ".locks")
+
+
+def hold(path: Path, *, shared: bool = False) -> int:
+    """Create ``path`` and hold an exclusive (or shared) ``flock`` on it until the descriptor is closed."""
+    descriptor = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+LAKE_ID = ".lake-id"
+
+
+def lake_id(root: Path) -> str:
+    """The lake's own name, the same on every machine whatever path it is mounted at: a random id
+    written once into the lake (atomically: the first writer's wins)."""
+    target = root / LAKE_ID
+    if not target.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        pending = root / f"{LAKE_ID}.{uuid.uuid4().hex}"
+        pending.write_text(uuid.uuid4().hex)
+        try:
+            os.link(pending, target)  # fails if another process's id got there first
+        except FileExistsError:
+            pass
+        finally:
+            pending.unlink()
+    return target.read_text().strip()

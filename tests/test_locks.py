@@ -1,0 +1,120 @@
+"""The lake's locks across machines: PostgreSQL advisory locks on a real server, held by another
+process, seen from this one through the database, and gone with their holder when it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from pipelines.locks import LOCK_URL_VARIABLE, FileLocks, PostgresLocks, lake_id, locks_for
+
+from .services import PG, database
+
+pytestmark = pytest.mark.scale_out
+__all__ = ["database"]  # a fixture of services, used here
+
+HOLDER = """
+import sys
+from pathlib import Path
+from pipelines.lake import Lake
+lake = Lake(Path(sys.argv[1]))
+hold = lake.reading("transactions", "balances") if sys.argv[2] == "shared" else lake.lock("transactions")
+with hold:
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it, or kills this process
+"""
+
+
+def _url(name: str) -> str:
+    return f"postgresql://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{name}"
+
+
+@contextmanager
+def _holder(lake: Path, mode: str, url: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lake's ``transactions`` lock (``exclusive`` or ``shared``)."""
+    env = {**os.environ, LOCK_URL_VARIABLE: url}
+    command = [sys.executable, "-c", HOLDER, str(lake), mode]
+    with subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "held"
+            yield process
+        finally:
+            process.kill()  # the pipes are closed and the process reaped on leaving the block
+
+
+def _try(url: str, key: int, *, shared: bool) -> bool:
+    """Whether this session could take the lock now (and let it go at once)."""
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            kind = "_shared" if shared else ""
+            cursor.execute(f"SELECT pg_try_advisory_lock{kind}(%s)", [key])
+            (taken,) = cursor.fetchone()
+            return bool(taken)
+    finally:
+        connection.close()
+
+
+def test_a_writer_s_lock_is_seen_by_every_session_and_dies_with_its_holder(
+    tmp_path: Path, database: str
+) -> None:
+    url = _url(database)
+    locks = locks_for(tmp_path, {LOCK_URL_VARIABLE: url})
+    assert isinstance(locks, PostgresLocks)
+    key = locks.key("transactions")
+    with _holder(tmp_path, "exclusive", url) as holder:
+        assert not _try(url, key, shared=False) and not _try(url, key, shared=True)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        deadline = time.monotonic() + 30
+        while not _try(url, key, shared=False):  # the server ends the dead session's locks
+            assert time.monotonic() < deadline, "the killed holder's lock outlived it"
+            time.sleep(0.1)  # a poll interval, bounded by the deadline
+
+
+def test_readers_share_and_keep_writers_out(tmp_path: Path, database: str) -> None:
+    url = _url(database)
+    locks = locks_for(tmp_path, {LOCK_URL_VARIABLE: url})
+    assert isinstance(locks, PostgresLocks)
+    with _holder(tmp_path, "shared", url):
+        assert _try(url, locks.key("transactions"), shared=True)  # another reader
+        assert not _try(url, locks.key("transactions"), shared=False)  # a writer waits
+        assert not _try(url, locks.key("balances"), shared=False)
+        assert _try(url, locks.key("external_accounts"), shared=False)  # a table nobody reads
+
+
+def test_a_lake_has_one_name_wherever_it_is_mounted(tmp_path: Path) -> None:
+    """Machines mount a shared lake at paths of their own: the lock keys come from the lake's id."""
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "mount").symlink_to(tmp_path / "lake")
+    url = "postgresql://unused"
+    here, there = (
+        PostgresLocks(url, lake_id(tmp_path / "lake")),
+        PostgresLocks(url, lake_id(tmp_path / "mount")),
+    )
+    assert here.key("transactions") == there.key("transactions") != here.key("balances")
+    other = PostgresLocks(url, lake_id(tmp_path / "other"))
+    assert other.key("transactions") != here.key("transactions")
+
+
+def test_without_a_lock_url_the_lake_locks_files_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    assert isinstance(locks_for(tmp_path, {}), FileLocks)
+    with pytest.raises(ValueError, match=f"{LOCK_URL_VARIABLE} must be a postgresql:// URL"):
+        locks_for(tmp_path, {LOCK_URL_VARIABLE: "redis://127.0.0.1"})
+    secret = "s3cr3t-password"
+    locks = locks_for(tmp_path, {LOCK_URL_VARIABLE: f"postgresql://u:{secret}@127.0.0.1:1/x"})
+    with pytest.raises(RuntimeError) as failed, locks.exclusive("t"):
+        pass
+    assert LOCK_URL_VARIABLE in str(failed.value) and secret not in str(failed.value)
