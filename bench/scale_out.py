@@ -43,7 +43,16 @@ from tests.conftest import warehouse_facts
 from tests.services import PG, scratch_database, scratch_vhost
 
 ONE_DAY = dt.timedelta(days=1)
-BEGIN, END = "<!-- bench.scale_out: begin -->", "<!-- bench.scale_out: end -->"
+
+
+def markers(accounts: int, days: int) -> tuple[str, str]:
+    """The lines a workload's table sits between in BENCHMARKS.md."""
+    return (
+        f"<!-- bench.scale_out {accounts}x{days}: begin -->",
+        f"<!-- bench.scale_out {accounts}x{days}: end -->",
+    )
+
+
 READY_SECONDS = 120
 PG_VARIABLES = (
     "DAGSTER_PG_HOST",
@@ -171,8 +180,9 @@ def table(results: list[dict[str, Any]], *, command: str) -> list[str]:
 
     first = results[0]
     base = first["wall_seconds"]
+    begin, end = markers(first["accounts"], first["days"])
     lines = [
-        BEGIN,
+        begin,
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{dt.date.today()}, commit {_commit()}. One run per configuration. Command: `{command}`.",
         "",
@@ -193,7 +203,7 @@ def table(results: list[dict[str, Any]], *, command: str) -> list[str]:
             f"| {r['longest_account_seconds']:.1f} "
             f"| {r['worker_peak_pss_mib']:.0f} | {r['worker_peak_rss_mib']:.0f} | {same} |"
         )
-    return [*lines, "", *projection(first), END]
+    return [*lines, "", *projection(first), end]
 
 
 BOOK_ACCOUNTS, BOOK_DAYS = 100_000, 365
@@ -230,9 +240,10 @@ def projection(one: dict[str, Any]) -> list[str]:
 def _write(path: Path, lines: list[str]) -> None:
     text = path.read_text()
     block = "\n".join(lines)
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    begin, end = lines[0], lines[-1]
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
