@@ -40,7 +40,7 @@ def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
         return {}
     connection = duckdb.connect()
     try:
-        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+        with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
                 """
             SELECT account_id, sum(row_count) / sum(datediff('day', start_date, end_date))
@@ -63,7 +63,7 @@ def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt
         return {}
     connection = duckdb.connect()
     try:
-        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+        with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
                 """
             SELECT account_id, start_date, row_count

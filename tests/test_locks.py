@@ -118,3 +118,8 @@ def test_without_a_lock_url_the_lake_locks_files_and_a_bad_one_is_named(tmp_path
     with pytest.raises(RuntimeError) as failed, locks.exclusive("t"):
         pass
     assert LOCK_URL_VARIABLE in str(failed.value) and secret not in str(failed.value)
+    # libpq quotes back a URL it cannot parse, password included: not through us.
+    garbled = locks_for(tmp_path, {LOCK_URL_VARIABLE: f"postgresql://u:%zz{secret}@127.0.0.1:1/x"})
+    with pytest.raises(RuntimeError, match="not a valid URL") as failed, garbled.shared(["t"]):
+        pass
+    assert secret not in str(failed.value)
