@@ -183,3 +183,21 @@ def test_a_shard_fetched_twice_is_published_once(
     )
     assert summary.duplicate_keys == 0 and summary.rows == first.rows + other.rows
     assert_warehouse_matches(server.sandbox, lake.root, start, end - ONE_DAY)
+
+
+def test_an_old_run_re_executed_never_overwrites_a_later_runs_days(
+    listed: tuple[RunningSandbox, Callable[[str], Lake]],
+) -> None:
+    """Shards sealed by a run that failed in publish, re-executed after a later run published the
+    same days: they would put back what the API said then, over later postings. Refused, by name."""
+    server, make_lake = listed
+    end = server.sandbox.today - ONE_DAY
+    start = end - 10 * ONE_DAY
+    lake = make_lake("data")
+    account_ids, day = latest_accounts(lake)
+    old = _fetch(server, lake, Shard(0, 1), start, end)
+    ingest_on(server, lake, start, end, run_id="later")
+    before = warehouse_facts(lake.root)
+    with pytest.raises(ShardMismatchError, match="a later run published days of"):
+        publish(lake, [old], account_ids=account_ids, snapshot_day=day, emit=_quiet)
+    assert warehouse_facts(lake.root) == before

@@ -233,6 +233,15 @@ def publish(
     emit(f"transactions: {sum(f.rows for f in fetches)} rows fetched; writing {len(days)} partitions")
     written: list[list[Path]] = []
     with publishing(lake, TABLE):  # a concurrent run writing these days waits for this one
+        # A re-execution of an old run would put back what it saw then, over later postings: refused
+        # once a run that fetched after all of these shards had finished has published these days.
+        fetched_by = dt.datetime.fromtimestamp(max(f.began_at + f.wall_seconds for f in fetches), dt.UTC)
+        if (newer := ledger.fetched_since(lake, start=start, end=end, since=fetched_by)) is not None:
+            raise ShardMismatchError(
+                f"these shards were fetched by {fetched_by:%Y-%m-%d %H:%M:%S} UTC, and a later run "
+                f"published days of {start}..{end} at {newer:%Y-%m-%d %H:%M:%S} UTC: run the range "
+                "again instead of re-executing the old run"
+            )
         blocks = sealed_blocks(
             [(f.directory, f.block_rows, f.block_bytes) for f in fetches], TRANSACTIONS, start, end
         )
