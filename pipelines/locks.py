@@ -128,10 +128,19 @@ def locks_for(root: Path, env: Mapping[str, str] | None = None) -> Locks:
     """The locks of the lake at ``root``: PostgreSQL's when ``SYNCTERA_LOCK_URL`` is set, else files."""
     env = os.environ if env is None else env
     url = env.get(LOCK_URL_VARIABLE)
+    marker = root / POSTGRES_MARKER
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"{LOCK_URL_VARIABLE} must be a postgresql:// URL")
-        return PostgresLocks(url, lake_id(root))
+        locks = PostgresLocks(url, lake_id(root))
+        marker.touch()  # from now on a process that would lock this lake with files is refused
+        return locks
+    if marker.exists():
+        # Its flock would not exclude the writers holding PostgreSQL locks: no lock at all.
+        raise LockServiceError(
+            f"the lake at {root} is locked through PostgreSQL ({marker} exists): set {LOCK_URL_VARIABLE} "
+            "as its other processes do"
+        )
     return FileLocks(root / ".locks")
 
 
@@ -147,6 +156,8 @@ def hold(path: Path, *, shared: bool = False) -> int:
 
 
 LAKE_ID = ".lake-id"
+POSTGRES_MARKER = ".locks-in-postgresql"
+"""In a lake whose locks some process took in PostgreSQL: every process must then."""
 
 
 def lake_id(root: Path) -> str:
