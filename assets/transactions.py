@@ -101,8 +101,9 @@ def build_transactions(
         context: dg.AssetExecutionContext, synctera: SyncteraApi, lake: LakeResource, ingest: IngestResource
     ) -> None:
         from pipelines.ingest.listing import NoSnapshotError, latest_accounts, take_listing
-        from pipelines.ingest.transactions import freeze_accounts
+        from pipelines.ingest.seals import freeze_accounts
 
+        run_dates(context)  # a bad range is refused before anything is asked of the API
         store = lake.lake
         try:
             account_ids, snapshot_day = latest_accounts(store)
@@ -138,7 +139,8 @@ def build_transactions(
             lake: LakeResource,
             ingest: IngestResource,
         ) -> None:
-            from pipelines.ingest.transactions import fetch_shard, frozen_accounts, shard_dir
+            from pipelines.ingest.seals import frozen_accounts, shard_dir
+            from pipelines.ingest.transactions import fetch_shard
 
             start, end = run_dates(context)
             store, key = lake.lake, _run_key(context)
@@ -167,17 +169,19 @@ def build_transactions(
         name="publish", ins={"shards": dg.In(dg.Nothing)}, out={"result": dg.Out(dg.Nothing), **check_outs}
     )
     def publish(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Any]:
-        from pipelines.ingest.transactions import ShardFetch, frozen_accounts, shard_dir
+        from pipelines.ingest.seals import ShardFetch, ShardMismatchError, frozen_accounts, shard_dir
         from pipelines.ingest.transactions import publish as publish_shards
 
         clock = Stopwatch()
         start, end = run_dates(context)
         store, key = lake.lake, _run_key(context)
-        account_ids, _ = frozen_accounts(store, key)
+        account_ids, snapshot_day = frozen_accounts(store, key)
         fetches = [ShardFetch.load(shard_dir(store, key, s)) for s in all_shards(shards)]
         if any((f.start, f.end) != (start, end) for f in fetches):
-            raise RuntimeError(f"the sealed shards are not of this run's range {start}..{end}")
-        summary = publish_shards(store, fetches, account_ids=account_ids, emit=context.log.info)
+            raise ShardMismatchError(f"the sealed shards are not of this run's range {start}..{end}")
+        summary = publish_shards(
+            store, fetches, account_ids=account_ids, snapshot_day=snapshot_day, emit=context.log.info
+        )
         if summary.flagged:
             # One event, not one per account-day: at a year of 2,000 accounts there are about a
             # thousand, and each event costs Dagster a write. The check lists them all.

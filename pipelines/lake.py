@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import itertools
 import os
 import re
@@ -185,7 +186,11 @@ class Lake:
         cutoff = dt.datetime.now().timestamp() - SHARD_RETENTION.total_seconds()
         runs = self.root / SHARDS
         for run in runs.iterdir() if runs.is_dir() else ():
-            if run.stat().st_mtime < cutoff:
+            try:
+                stale = run.stat().st_mtime < cutoff
+            except FileNotFoundError:  # another publish swept it first
+                continue
+            if stale:
                 shutil.rmtree(run, ignore_errors=True)
 
     def partition_file(self, table: str, day: dt.date) -> Path:
@@ -320,8 +325,9 @@ SPOOL_PREFIX = "spool-"
 
 
 def spool_prefix() -> str:
-    """``spool-<host>-``: this machine's spools, the ones whose ``flock`` it can see."""
-    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    """``spool-<host hash>-``: this machine's spools, the ones whose ``flock`` it can see (a hash of
+    fixed length, so that no host's prefix is another's: ``ingest`` and ``ingest-2``)."""
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=6).hexdigest()
     return f"{SPOOL_PREFIX}{host}-"
 
 

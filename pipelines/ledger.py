@@ -40,7 +40,7 @@ def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
         return {}
     connection = duckdb.connect()
     try:
-        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+        with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
                 """
             SELECT account_id, sum(row_count) / sum(datediff('day', start_date, end_date))
@@ -63,7 +63,7 @@ def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt
         return {}
     connection = duckdb.connect()
     try:
-        with lake.reading("transaction_windows"):  # not while a run replaces its partitions
+        with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
                 """
             SELECT account_id, start_date, row_count
@@ -80,3 +80,21 @@ def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt
     for account_id, day, count in rows:
         days.setdefault(account_id, {})[day] = int(count)
     return days
+
+
+def fetched_since(lake: Lake, *, start: dt.date, end: dt.date, since: dt.datetime) -> dt.datetime | None:
+    """The latest window of ``[start, end)`` fetched after ``since``, if any: a later run's. Called by
+    the publisher under the transactions lock it holds, so it reads without taking another."""
+    if not lake.partitions("transaction_windows"):
+        return None
+    connection = duckdb.connect()
+    try:
+        row = connection.execute(
+            "SELECT max(fetched_at) FROM read_parquet(?, hive_partitioning = true) "
+            "WHERE start_date >= ? AND start_date < ? AND fetched_at > ?",
+            [lake.glob("transaction_windows"), start, end, since],
+        ).fetchone()
+    finally:
+        connection.close()
+    latest = row[0] if row else None
+    return latest.astimezone(dt.UTC) if latest is not None else None

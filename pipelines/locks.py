@@ -89,12 +89,28 @@ class PostgresLocks:
         import psycopg2  # only where the locks are in PostgreSQL (it comes with dagster-postgres)
 
         try:
-            connection = psycopg2.connect(self.url, connect_timeout=10, application_name="synctera-lake-lock")
+            connection = psycopg2.connect(
+                self.url,
+                connect_timeout=10,
+                application_name="synctera-lake-lock",
+                # A holder that vanishes (its machine, the network) lets go within about a minute,
+                # not the system's two hours; the client notices a server gone the same way.
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+                options="-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
+            )
         except psycopg2.OperationalError as exc:
-            # The URL may hold a password: name the variable, never the value.
+            # libpq's connection errors name the host and port, never the password.
             first = str(exc).strip().splitlines()[:1]
             raise LockServiceError(
                 f"the lake's locks: cannot reach {LOCK_URL_VARIABLE}'s database ({first})"
+            ) from None
+        except psycopg2.Error as exc:
+            # A URL that does not parse is quoted back by libpq, password and all: its kind only.
+            raise LockServiceError(
+                f"the lake's locks: {LOCK_URL_VARIABLE} is not a valid URL ({type(exc).__name__})"
             ) from None
         connection.autocommit = True
         try:
@@ -112,10 +128,19 @@ def locks_for(root: Path, env: Mapping[str, str] | None = None) -> Locks:
     """The locks of the lake at ``root``: PostgreSQL's when ``SYNCTERA_LOCK_URL`` is set, else files."""
     env = os.environ if env is None else env
     url = env.get(LOCK_URL_VARIABLE)
+    marker = root / POSTGRES_MARKER
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"{LOCK_URL_VARIABLE} must be a postgresql:// URL")
-        return PostgresLocks(url, lake_id(root))
+        locks = PostgresLocks(url, lake_id(root))
+        marker.touch()  # from now on a process that would lock this lake with files is refused
+        return locks
+    if marker.exists():
+        # Its flock would not exclude the writers holding PostgreSQL locks: no lock at all.
+        raise LockServiceError(
+            f"the lake at {root} is locked through PostgreSQL ({marker} exists): set {LOCK_URL_VARIABLE} "
+            "as its other processes do"
+        )
     return FileLocks(root / ".locks")
 
 
@@ -131,6 +156,8 @@ def hold(path: Path, *, shared: bool = False) -> int:
 
 
 LAKE_ID = ".lake-id"
+POSTGRES_MARKER = ".locks-in-postgresql"
+"""In a lake whose locks some process took in PostgreSQL: every process must then."""
 
 
 def lake_id(root: Path) -> str:

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -61,6 +61,8 @@ class DateSpool:
         self.directory.mkdir(parents=True)
         self._alive = hold_new(self.directory / ALIVE)  # tells clear_staging this spool is in use
         self._sealed = False
+        self.block_rows: dict[int, int] = {}  # rows flushed to each block's file
+        self.block_bytes: dict[int, int] = {}  # and its size, once sealed
         self._buffer: dict[dt.date, list[pa.Table]] = {}  # each day's slices, in arrival order
         self._buffered = 0
 
@@ -102,7 +104,9 @@ class DateSpool:
                 pa.OSFile(str(self._block_file(block)), "ab") as sink,
                 pa.ipc.new_stream(sink, self.schema, options=IPC_OPTIONS) as writer,
             ):
-                writer.write_table(pa.concat_tables(parts).combine_chunks())
+                rows = pa.concat_tables(parts).combine_chunks()
+                writer.write_table(rows)
+            self.block_rows[block] = self.block_rows.get(block, 0) + rows.num_rows
         # No release here: the next windows reuse the freed memory, and handing it back to the
         # system on every flush cost 10% of a year-long run's CPU (in page faults) for 6 MiB.
 
@@ -112,13 +116,17 @@ class DateSpool:
     def blocks(self) -> Iterator[tuple[list[dt.date], pa.Table]]:
         """Every block's days (all of them, with rows or not) and its rows, oldest first."""
         self._flush()
-        return sealed_blocks([self.directory], self.schema, self.start, self.end)
+        sizes = {block: self._block_file(block).stat().st_size for block in self.block_rows}
+        return sealed_blocks([(self.directory, self.block_rows, sizes)], self.schema, self.start, self.end)
 
     def seal(self, target: Path) -> None:
         """Keep the rows at ``target`` for a step that reads them later, perhaps on another machine
         (``sealed_blocks``): flushed, then the directory renamed there, replacing what an earlier
         attempt left. The spool is then no longer removed on exit."""
         self._flush()
+        for block in self.block_rows:  # on disk before anything says the shard is whole
+            fsync(self._block_file(block))
+            self.block_bytes[block] = self._block_file(block).stat().st_size
         (self.directory / ALIVE).unlink()
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # an earlier attempt's: out of the way, then gone
@@ -126,6 +134,7 @@ class DateSpool:
             os.rename(target, stale)
             shutil.rmtree(stale)
         os.rename(self.directory, target)
+        fsync(target.parent)
         self.directory, self._sealed = target, True
         self._release()
 
@@ -146,21 +155,65 @@ def block_days(start: dt.date, end: dt.date) -> int:
     return max(1, math.ceil((end - start).days / MAX_BLOCKS))
 
 
+def fsync(path: Path) -> None:
+    """``path`` (a file, or a directory: its entries) on disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class SpoolDamagedError(RuntimeError):
+    """A sealed spool does not hold what its seal recorded: never publish it as if it were empty."""
+
+
 def _block_name(block: int) -> str:
     return f"block-{block:05d}.arrows"
 
 
 def sealed_blocks(
-    directories: list[Path], schema: pa.Schema, start: dt.date, end: dt.date
+    spools: list[tuple[Path, Mapping[int, int], Mapping[int, int]]],
+    schema: pa.Schema,
+    start: dt.date,
+    end: dt.date,
 ) -> Iterator[tuple[list[dt.date], pa.Table]]:
-    """Every block's days (all of them, with rows or not) and its rows from all of ``directories``
-    (spools over the same range, e.g. one per shard), oldest first."""
+    """Every block's days (all of them, with rows or not) and its rows from all of ``spools`` (each a
+    directory, the rows its blocks hold and their sizes in bytes, e.g. one per shard, over the same
+    range), oldest first. A block file that is missing, of another size or holding other than its
+    recorded rows raises ``SpoolDamagedError`` (sizes before the first block is read, so nothing is
+    published from a damaged spool): read as empty, it would erase those accounts' rows."""
+    for directory, rows, sizes in spools:
+        for block in rows:
+            path = directory / _block_name(block)
+            found = path.stat().st_size if path.exists() else None
+            if found != sizes.get(block):
+                raise SpoolDamagedError(
+                    f"{path} is {found} bytes, its seal {sizes.get(block)}: fetch that shard again"
+                )
+    return _blocks(spools, schema, start, end)
+
+
+def _blocks(
+    spools: list[tuple[Path, Mapping[int, int], Mapping[int, int]]],
+    schema: pa.Schema,
+    start: dt.date,
+    end: dt.date,
+) -> Iterator[tuple[list[dt.date], pa.Table]]:
     per_block = block_days(start, end)
     for block in range(math.ceil((end - start).days / per_block)):
         first = start + dt.timedelta(days=block * per_block)
         last = min(first + dt.timedelta(days=per_block), end)
         days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
-        parts = [_read(d / _block_name(block), schema, per_block) for d in directories]
+        parts = []
+        for directory, recorded, _ in spools:
+            part = _read(directory / _block_name(block), schema, per_block)
+            if part.num_rows != recorded.get(block, 0):
+                raise SpoolDamagedError(
+                    f"{directory / _block_name(block)} holds {part.num_rows} rows, its seal "
+                    f"{recorded.get(block, 0)}: fetch that shard again"
+                )
+            parts.append(part)
         rows = [p for p in parts if p.num_rows]
         if len(rows) > 1 and per_block > 1:  # each part in date order, not their concatenation
             yield days, pa.concat_tables(rows).sort_by([("date", "ascending")])

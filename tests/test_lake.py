@@ -290,7 +290,7 @@ from pipelines.lake import TRANSACTION_WINDOWS, Lake
 lake = Lake(Path(sys.argv[1]))
 now = dt.datetime.now(dt.UTC)
 for round in range(int(sys.argv[2])):
-    with lake.lock("transaction_windows"):
+    with lake.lock("transactions"):  # as publish does: the ledger goes with the transactions
         for n in range(6):
             day = dt.date(2026, 3, 1) + dt.timedelta(days=n)
             rows = [

@@ -118,3 +118,16 @@ def test_without_a_lock_url_the_lake_locks_files_and_a_bad_one_is_named(tmp_path
     with pytest.raises(RuntimeError) as failed, locks.exclusive("t"):
         pass
     assert LOCK_URL_VARIABLE in str(failed.value) and secret not in str(failed.value)
+    # libpq quotes back a URL it cannot parse, password included: not through us.
+    garbled = locks_for(tmp_path, {LOCK_URL_VARIABLE: f"postgresql://u:%zz{secret}@127.0.0.1:1/x"})
+    with pytest.raises(RuntimeError, match="not a valid URL") as failed, garbled.shared(["t"]):
+        pass
+    assert secret not in str(failed.value)
+
+
+def test_a_lake_locked_in_postgresql_refuses_a_process_that_would_lock_it_with_files(tmp_path: Path) -> None:
+    """An flock does not exclude writers holding advisory locks: such a process would lock nothing."""
+    assert isinstance(locks_for(tmp_path, {}), FileLocks)
+    assert isinstance(locks_for(tmp_path, {LOCK_URL_VARIABLE: "postgresql://unused"}), PostgresLocks)
+    with pytest.raises(RuntimeError, match=f"locked through PostgreSQL .* set {LOCK_URL_VARIABLE}"):
+        locks_for(tmp_path, {})

@@ -14,16 +14,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.ingest.listing import latest_accounts, take_listing
-from pipelines.ingest.transactions import (
-    ShardFetch,
-    ShardMismatchError,
-    fetch_shard,
-    publish,
-    shard_dir,
-)
+from pipelines.ingest.seals import ShardFetch, ShardMismatchError, shard_dir
+from pipelines.ingest.transactions import fetch_shard, publish
 from pipelines.lake import Lake
 from pipelines.sandbox import RunningSandbox
 from pipelines.shards import Shard, all_shards, shard_of
+from pipelines.spool import SpoolDamagedError
 
 from .conftest import assert_warehouse_matches, client_of, ingest_on, warehouse_facts
 
@@ -90,13 +86,17 @@ def test_shards_fetched_apart_publish_the_warehouse_of_one_fetch(
     end = server.sandbox.today - ONE_DAY
     start = end - 30 * ONE_DAY
     whole, sharded = make_lake("whole"), make_lake("sharded")
-    account_ids, _ = latest_accounts(whole)
+    account_ids, snapshot_day = latest_accounts(whole)
     ingest_on(server, whole, start, end, run_id="run-0")
     # The last shard first: the order shards finish in is not the order they are published in.
     fetches = [_fetch(server, sharded, shard, start, end) for shard in reversed(all_shards(3))]
     assert sorted(len(f.accounts) for f in fetches) != [0, 0, len(account_ids)], "the accounts were split"
     summary = publish(
-        sharded, [ShardFetch.load(f.directory) for f in fetches], account_ids=account_ids, emit=_quiet
+        sharded,
+        [ShardFetch.load(f.directory) for f in fetches],
+        account_ids=account_ids,
+        snapshot_day=snapshot_day,
+        emit=_quiet,
     )
 
     assert summary.duplicate_keys == 0 and summary.accounts == len(account_ids)
@@ -110,25 +110,54 @@ def test_shards_fetched_apart_publish_the_warehouse_of_one_fetch(
     assert not (sharded.root / ".shards" / "run-1").exists(), "published shards are removed"
 
 
-def test_a_missing_shard_is_refused_naming_its_accounts_and_nothing_is_written(
+def test_an_incomplete_or_wrong_split_is_refused_naming_shards_and_accounts(
     listed: tuple[RunningSandbox, Callable[[str], Lake]],
 ) -> None:
     server, make_lake = listed
     end = server.sandbox.today - ONE_DAY
     start = end - 10 * ONE_DAY
     lake = make_lake("data")
-    account_ids, _ = latest_accounts(lake)
+    account_ids, day = latest_accounts(lake)
     fetched = [_fetch(server, lake, shard, start, end) for shard in all_shards(3)[:2]]
-    absent = Shard(2, 3).accounts(account_ids)
     with pytest.raises(ShardMismatchError, match="not one split") as refused:
-        publish(lake, fetched, account_ids=account_ids, emit=_quiet)
-    assert "shard 3 of 3" not in str(refused.value)
-    assert lake.partitions("transactions") == []
-    # A shard of another split cannot stand in for it either; the accounts it would lose are named.
+        publish(lake, fetched, account_ids=account_ids, snapshot_day=day, emit=_quiet)
+    assert "shard 1 of 3" in str(refused.value) and "shard 2 of 3" in str(refused.value)
+    # A listing with accounts no shard fetched: they are named.
     lone = _fetch(server, lake, Shard(0, 1), start, end)
-    with pytest.raises(ShardMismatchError, match=f"{len(absent)} accounts of the snapshot are in no shard"):
-        publish(lake, [lone], account_ids=[*account_ids, *(f"new-{a}" for a in absent)], emit=_quiet)
+    with pytest.raises(ShardMismatchError, match="2 accounts of the snapshot are in no shard: new-1, new-2"):
+        publish(lake, [lone], account_ids=[*account_ids, "new-1", "new-2"], snapshot_day=day, emit=_quiet)
+    # An account a shard fetched that the listing no longer has: named too (it would keep old rows).
+    with pytest.raises(
+        ShardMismatchError, match=f"did not fetch exactly its accounts of the listing: {account_ids[0]}"
+    ):
+        publish(lake, [lone], account_ids=account_ids[1:], snapshot_day=day, emit=_quiet)
+    with pytest.raises(ShardMismatchError, match="not one split"):
+        publish(lake, [lone], account_ids=account_ids, snapshot_day=day - ONE_DAY, emit=_quiet)
     assert lake.partitions("transactions") == []
+
+
+def test_a_damaged_seal_is_refused_never_published_as_empty(
+    listed: tuple[RunningSandbox, Callable[[str], Lake]],
+) -> None:
+    """A block lost after its shard was sealed (a crash, a second attempt's seal replacing the first
+    under a publish): read as empty it would erase its accounts' rows from the partitions."""
+    server, make_lake = listed
+    end = server.sandbox.today - ONE_DAY
+    start = end - 10 * ONE_DAY
+    lake = make_lake("data")
+    account_ids, day = latest_accounts(lake)
+    fetched = [_fetch(server, lake, shard, start, end) for shard in all_shards(2)]
+    block = next(b for b, rows in sorted(fetched[1].block_rows.items()) if rows)
+    (fetched[1].directory / f"block-{block:05d}.arrows").write_bytes(b"")
+    with pytest.raises(SpoolDamagedError, match=f"block-{block:05d}.arrows is 0 bytes, its seal"):
+        publish(
+            lake,
+            [ShardFetch.load(f.directory) for f in fetched],
+            account_ids=account_ids,
+            snapshot_day=day,
+            emit=_quiet,
+        )
+    assert lake.partitions("transactions") == [], "refused before any partition was written"
 
 
 def test_a_shard_fetched_twice_is_published_once(
@@ -140,11 +169,35 @@ def test_a_shard_fetched_twice_is_published_once(
     end = server.sandbox.today - ONE_DAY
     start = end - 20 * ONE_DAY
     lake = make_lake("data")
-    account_ids, _ = latest_accounts(lake)
+    account_ids, day = latest_accounts(lake)
     first = _fetch(server, lake, Shard(0, 2), start, end)
     again = _fetch(server, lake, Shard(0, 2), start, end)
     other = _fetch(server, lake, Shard(1, 2), start, end)
     assert again.directory == first.directory and again.rows == first.rows
-    summary = publish(lake, [ShardFetch.load(again.directory), other], account_ids=account_ids, emit=_quiet)
+    summary = publish(
+        lake,
+        [ShardFetch.load(again.directory), other],
+        account_ids=account_ids,
+        snapshot_day=day,
+        emit=_quiet,
+    )
     assert summary.duplicate_keys == 0 and summary.rows == first.rows + other.rows
     assert_warehouse_matches(server.sandbox, lake.root, start, end - ONE_DAY)
+
+
+def test_an_old_run_re_executed_never_overwrites_a_later_runs_days(
+    listed: tuple[RunningSandbox, Callable[[str], Lake]],
+) -> None:
+    """Shards sealed by a run that failed in publish, re-executed after a later run published the
+    same days: they would put back what the API said then, over later postings. Refused, by name."""
+    server, make_lake = listed
+    end = server.sandbox.today - ONE_DAY
+    start = end - 10 * ONE_DAY
+    lake = make_lake("data")
+    account_ids, day = latest_accounts(lake)
+    old = _fetch(server, lake, Shard(0, 1), start, end)
+    ingest_on(server, lake, start, end, run_id="later")
+    before = warehouse_facts(lake.root)
+    with pytest.raises(ShardMismatchError, match="a later run published days of"):
+        publish(lake, [old], account_ids=account_ids, snapshot_day=day, emit=_quiet)
+    assert warehouse_facts(lake.root) == before

@@ -10,9 +10,7 @@ process with one shard. Each day's own figures are kept for its partition's meta
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import json
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +25,7 @@ import pyarrow.parquet as pq
 from pipelines import ledger
 from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
+from pipelines.ingest.seals import ShardFetch, ShardMismatchError, shard_dir
 from pipelines.lake import TRANSACTION_WINDOWS, TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
@@ -66,7 +65,7 @@ class TransactionsSummary:
     duplicates_dropped: int  # identical rows the API repeated within a window
     duplicate_keys: int  # keys found twice in the partitions written (must be 0)
     fetch_cpu_seconds: float  # every shard's, summed
-    fetch_wall_seconds: float  # the slowest shard's
+    fetch_wall_seconds: float  # from the first shard's start to the last one's end
     flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
     days: Mapping[dt.date, DayFigures]
     stats: StatsSnapshot
@@ -102,134 +101,6 @@ def duplicate_keys(blocks: list[list[Path]]) -> int:
     return duplicates
 
 
-class ShardMismatchError(RuntimeError):
-    """The shards handed to ``publish`` are not one run's complete split of the listing."""
-
-
-WINDOWS_FILE = "windows.arrow"
-FIGURES_FILE = "shard.json"
-
-
-@dataclass(frozen=True)
-class ShardFetch:
-    """One shard's fetch, sealed in ``directory`` for the publish step (perhaps on another machine):
-    its spooled rows, its windows (the ledger's rows) and these figures."""
-
-    directory: Path
-    shard: Shard
-    start: dt.date
-    end: dt.date  # exclusive
-    snapshot_day: dt.date
-    accounts: tuple[str, ...]
-    accounts_with_prior_density: int
-    rows: int
-    calls: int
-    windows_split: int
-    duplicates_dropped: int
-    flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
-    rows_by_day: Mapping[dt.date, int]
-    accounts_by_day: Mapping[dt.date, int]
-    windows_complete_by_day: Mapping[dt.date, int]
-    stats: StatsSnapshot
-    cpu_seconds: float  # the shard's fetch, in its own process
-    wall_seconds: float
-
-    def save(self, windows: pa.Table) -> None:
-        """Write the figures and the windows beside the sealed rows (the figures last: their file
-        marks the shard as complete)."""
-        with (
-            pa.OSFile(str(self.directory / WINDOWS_FILE), "wb") as sink,
-            pa.ipc.new_file(sink, windows.schema) as writer,
-        ):
-            writer.write_table(windows)
-        figures = {
-            "shard": [self.shard.index, self.shard.count],
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "snapshot_day": self.snapshot_day.isoformat(),
-            "accounts": list(self.accounts),
-            "accounts_with_prior_density": self.accounts_with_prior_density,
-            "rows": self.rows,
-            "calls": self.calls,
-            "windows_split": self.windows_split,
-            "duplicates_dropped": self.duplicates_dropped,
-            "flagged": [[d.isoformat(), a] for d, a in self.flagged],
-            "rows_by_day": {d.isoformat(): n for d, n in self.rows_by_day.items()},
-            "accounts_by_day": {d.isoformat(): n for d, n in self.accounts_by_day.items()},
-            "windows_complete_by_day": {d.isoformat(): n for d, n in self.windows_complete_by_day.items()},
-            "stats": dataclasses.asdict(self.stats),
-            "cpu_seconds": self.cpu_seconds,
-            "wall_seconds": self.wall_seconds,
-        }
-        pending = self.directory / f"{FIGURES_FILE}.pending"
-        pending.write_text(json.dumps(figures))
-        pending.replace(self.directory / FIGURES_FILE)
-
-    @classmethod
-    def load(cls, directory: Path) -> ShardFetch:
-        try:
-            figures = json.loads((directory / FIGURES_FILE).read_text())
-        except FileNotFoundError:
-            raise ShardMismatchError(
-                f"{directory} holds no sealed shard (its fetch did not finish)"
-            ) from None
-
-        def by_day(counts: dict[str, int]) -> dict[dt.date, int]:
-            return {dt.date.fromisoformat(d): n for d, n in counts.items()}
-
-        return cls(
-            directory=directory,
-            shard=Shard(*figures["shard"]),
-            start=dt.date.fromisoformat(figures["start"]),
-            end=dt.date.fromisoformat(figures["end"]),
-            snapshot_day=dt.date.fromisoformat(figures["snapshot_day"]),
-            accounts=tuple(figures["accounts"]),
-            accounts_with_prior_density=figures["accounts_with_prior_density"],
-            rows=figures["rows"],
-            calls=figures["calls"],
-            windows_split=figures["windows_split"],
-            duplicates_dropped=figures["duplicates_dropped"],
-            flagged=tuple((dt.date.fromisoformat(d), a) for d, a in figures["flagged"]),
-            rows_by_day=by_day(figures["rows_by_day"]),
-            accounts_by_day=by_day(figures["accounts_by_day"]),
-            windows_complete_by_day=by_day(figures["windows_complete_by_day"]),
-            stats=StatsSnapshot(**figures["stats"]),
-            cpu_seconds=figures["cpu_seconds"],
-            wall_seconds=figures["wall_seconds"],
-        )
-
-    def windows(self) -> pa.Table:
-        with pa.memory_map(str(self.directory / WINDOWS_FILE)) as source:
-            return pa.ipc.open_file(source).read_all()
-
-
-ACCOUNTS_FILE = "accounts.json"
-
-
-def shard_dir(lake: Lake, run_key: str, shard: Shard) -> Path:
-    """Where ``shard`` of the run ``run_key`` (its root run id) is sealed."""
-    return lake.run_dir(run_key) / f"transactions-{shard.name}"
-
-
-def freeze_accounts(lake: Lake, run_key: str, account_ids: list[str], snapshot_day: dt.date) -> None:
-    """The listing a run's shards all split, taken once: a listing taken while they run is not theirs."""
-    directory = lake.run_dir(run_key)
-    directory.mkdir(parents=True, exist_ok=True)
-    pending = directory / f"{ACCOUNTS_FILE}.pending"
-    pending.write_text(json.dumps({"snapshot_day": snapshot_day.isoformat(), "account_ids": account_ids}))
-    pending.replace(directory / ACCOUNTS_FILE)
-
-
-def frozen_accounts(lake: Lake, run_key: str) -> tuple[list[str], dt.date]:
-    """``freeze_accounts``' listing of the run ``run_key``."""
-    path = lake.run_dir(run_key) / ACCOUNTS_FILE
-    try:
-        frozen = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ShardMismatchError(f"{path} is missing: the run's listing step did not finish") from None
-    return list(frozen["account_ids"]), dt.date.fromisoformat(frozen["snapshot_day"])
-
-
 def fetch_shard(
     client: ClientFactory,
     lake: Lake,
@@ -248,7 +119,7 @@ def fetch_shard(
 ) -> ShardFetch:
     """Fetch the transactions dated in ``[start, end)`` of the accounts of ``account_ids`` (the whole
     snapshot) that fall in ``shard``, and seal them at ``target``. Nothing is published."""
-    began, began_cpu = time.monotonic(), time.process_time()
+    began, began_at, began_cpu = time.monotonic(), time.time(), time.process_time()
     lake.clear_staging()
     mine = shard.accounts(account_ids)
     rates = ledger.prior_rates(lake, around=start)
@@ -316,6 +187,9 @@ def fetch_shard(
             accounts_by_day=dict(accounts_by_day),
             windows_complete_by_day=dict(complete_by_day),
             stats=stats,
+            block_rows=dict(spool.block_rows),
+            block_bytes=dict(spool.block_bytes),
+            began_at=began_at,
             cpu_seconds=time.process_time() - began_cpu,
             wall_seconds=time.monotonic() - began,
         )
@@ -325,33 +199,52 @@ def fetch_shard(
 
 
 def publish(
-    lake: Lake, fetches: list[ShardFetch], *, account_ids: list[str], emit: Emit
+    lake: Lake, fetches: list[ShardFetch], *, account_ids: list[str], snapshot_day: dt.date, emit: Emit
 ) -> TransactionsSummary:
     """Replace every day's partition of the shards' range with the rows of all ``fetches``, then the
     ledger, then refresh the views; the shards' spools are removed once published.
 
-    ``fetches`` must be every shard of one split of ``account_ids``, over one range and snapshot: a
-    missing shard would publish days without its accounts' rows, so it is refused, naming them.
+    ``fetches`` must be every shard of one split of ``account_ids`` (the ``snapshot_day`` listing),
+    over one range: a missing shard would publish days without its accounts' rows, an account fetched
+    by a shard it is not in would lose or double rows; both are refused, naming the accounts.
     """
     if not fetches:
         raise ShardMismatchError("no shard to publish")
     first = fetches[0]
     start, end, count = first.start, first.end, first.shard.count
     if {(f.start, f.end, f.snapshot_day, f.shard.count) for f in fetches} != {
-        (start, end, first.snapshot_day, count)
+        (start, end, snapshot_day, count)
     } or sorted(f.shard.index for f in fetches) != list(range(count)):
-        found = ", ".join(f"{f.shard} over {f.start}..{f.end}" for f in fetches)
+        found = ", ".join(
+            f"{f.shard} over {f.start}..{f.end} of the {f.snapshot_day} listing" for f in fetches
+        )
         raise ShardMismatchError(f"the shards are not one split of one run: {found}")
     covered = {a for f in fetches for a in f.accounts}
     if missing := sorted(set(account_ids) - covered):
         raise ShardMismatchError(
             f"{len(missing)} accounts of the snapshot are in no shard: {', '.join(missing[:20])}"
         )
+    for fetched in fetches:
+        if stray := sorted(set(fetched.accounts) ^ set(fetched.shard.accounts(account_ids))):
+            raise ShardMismatchError(
+                f"{fetched.shard} did not fetch exactly its accounts of the listing: {', '.join(stray[:20])}"
+            )
     days = days_between(start, end)
     emit(f"transactions: {sum(f.rows for f in fetches)} rows fetched; writing {len(days)} partitions")
     written: list[list[Path]] = []
     with publishing(lake, TABLE):  # a concurrent run writing these days waits for this one
-        blocks = sealed_blocks([f.directory for f in fetches], TRANSACTIONS, start, end)
+        # A re-execution of an old run would put back what it saw then, over later postings: refused
+        # once a run that fetched after all of these shards had finished has published these days.
+        fetched_by = dt.datetime.fromtimestamp(max(f.began_at + f.wall_seconds for f in fetches), dt.UTC)
+        if (newer := ledger.fetched_since(lake, start=start, end=end, since=fetched_by)) is not None:
+            raise ShardMismatchError(
+                f"these shards were fetched by {fetched_by:%Y-%m-%d %H:%M:%S} UTC, and a later run "
+                f"published days of {start}..{end} at {newer:%Y-%m-%d %H:%M:%S} UTC: run the range "
+                "again instead of re-executing the old run"
+            )
+        blocks = sealed_blocks(
+            [(f.directory, f.block_rows, f.block_bytes) for f in fetches], TRANSACTIONS, start, end
+        )
         for block_days, rows in blocks:
             written.append(lake.replace_accounts(TABLE, block_days, rows, accounts=account_ids))
             del rows
@@ -391,7 +284,9 @@ def publish(
         duplicates_dropped=sum(f.duplicates_dropped for f in fetches),
         duplicate_keys=written_duplicates,
         fetch_cpu_seconds=sum(f.cpu_seconds for f in fetches),
-        fetch_wall_seconds=max(f.wall_seconds for f in fetches),
+        # From the first shard's start to the last one's end: right whether they ran at once or not.
+        fetch_wall_seconds=max(f.began_at + f.wall_seconds for f in fetches)
+        - min(f.began_at for f in fetches),
         flagged=flagged,
         days=figures,
         stats=combined(f.stats for f in fetches),
@@ -430,4 +325,4 @@ def ingest_transactions(
         progress_seconds=progress_seconds,
         cancelled=cancelled,
     )
-    return publish(lake, [fetched], account_ids=account_ids, emit=emit)
+    return publish(lake, [fetched], account_ids=account_ids, snapshot_day=snapshot_day, emit=emit)

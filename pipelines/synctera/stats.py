@@ -48,7 +48,8 @@ class StatsSnapshot:
 
 def combined(snapshots: Iterable[StatsSnapshot]) -> StatsSnapshot:
     """Several clients' figures as one (e.g. a run's shards): counts summed, the span from the first
-    request to the last answer, and the concurrency limits and peaks summed (each client had its own)."""
+    request to the last answer, and the largest concurrency limit and peak of any one client (they
+    need not have run at once)."""
     taken = list(snapshots)
 
     def summed(name: str) -> dict[str, int]:
@@ -70,8 +71,8 @@ def combined(snapshots: Iterable[StatsSnapshot]) -> StatsSnapshot:
         throttled=summed("throttled"),
         first_sent=min(firsts) if firsts else None,
         last_answered=max(lasts) if lasts else None,
-        concurrency_limit=sum(limits) if limits else None,
-        peak_in_flight=int(sum(peaks)) if peaks else None,
+        concurrency_limit=max(limits) if limits else None,
+        peak_in_flight=int(max(peaks)) if peaks else None,
     )
 
 
