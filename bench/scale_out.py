@@ -20,13 +20,12 @@ import hashlib
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ import duckdb
 from bench.paths import _cpu_of_children, _run_totals
 from bench.pipeline_bench import sandbox_args
 from bench.process_tree import TreeSampler
-from pipelines.process_group import group
 from pipelines.run import backfill_command
 from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
 from tests.conftest import warehouse_facts
-from tests.services import PG, scratch_database, scratch_vhost
+from tests.services import celery_worker, instance_env, scratch_database, scratch_vhost
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -53,30 +51,8 @@ def markers(accounts: int, days: int) -> tuple[str, str]:
     )
 
 
-READY_SECONDS = 120
-PG_VARIABLES = (
-    "DAGSTER_PG_HOST",
-    "DAGSTER_PG_PORT",
-    "DAGSTER_PG_USER",
-    "DAGSTER_PG_PASSWORD",
-    "DAGSTER_PG_DB",
-)
-
-
 def _log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "pipelines.worker", "--name", name]
-    with group(command, env=env, cwd=REPO_ROOT, log=log, first=signal.SIGTERM) as process:
-        deadline = time.monotonic() + READY_SECONDS
-        while b" ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # a poll interval, bounded by the deadline
-        yield process
 
 
 def _facts_digest(data_dir: Path) -> str:
@@ -118,12 +94,10 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
         home, data = scratch / "dagster_home", scratch / "data"
         home.mkdir()
         (home / "dagster.yaml").write_text((REPO_ROOT / "pipelines" / "dagster.production.yaml").read_text())
-        instance_env = dict(
-            zip(PG_VARIABLES, (PG["host"], PG["port"], PG["user"], PG["password"], database), strict=True)
-        )
+        instances = instance_env(database)
         env = {
             **os.environ,
-            **instance_env,
+            **instances,
             "SYNCTERA_BASE_URL": base_url,
             "SYNCTERA_API_KEY": key,
             "SYNCTERA_DATA_DIR": str(data),
@@ -139,7 +113,7 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
         with ExitStack() as running:  # the workers, stopped and reaped before the sandbox
             for n in range(workers):
                 log = scratch / f"worker-{n}.log"
-                process = running.enter_context(_worker(f"bench-{n}@scale-out", env, log))
+                process = running.enter_context(celery_worker(f"bench-{n}@scale-out", env, log))
                 samplers.append(running.enter_context(TreeSampler(process.pid)))
             began = time.perf_counter()
             done = subprocess.run(  # noqa: S603 - our own fixed argv
@@ -156,7 +130,7 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
             raise RuntimeError(
                 f"the backfill failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
             )
-        os.environ.update(instance_env)  # the instance is read back here
+        os.environ.update(instances)  # the instance is read back here
         totals = _run_totals(home)
         digest = _facts_digest(data)
         longest = _longest_account_seconds(data)

@@ -7,13 +7,20 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg2
 import pytest
 from psycopg2 import sql
+
+from pipelines.process_group import group
+from pipelines.settings import REPO_ROOT
 
 PG = {
     "host": os.environ.get("SYNCTERA_TEST_PG_HOST", "127.0.0.1"),
@@ -95,3 +102,34 @@ def scratch_vhost() -> Iterator[str]:
         yield f"pyamqp://{AMQP['user']}:{AMQP['password']}@{AMQP['host']}:{AMQP['port']}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+READY_SECONDS = 120
+PG_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+"""What ``pipelines/dagster.production.yaml`` reads the instance's database from."""
+
+
+def instance_env(database: str) -> dict[str, str]:
+    """The production instance's settings for ``database`` on the test server."""
+    values = (PG["host"], PG["port"], PG["user"], PG["password"], database)
+    return dict(zip(PG_VARIABLES, values, strict=True))
+
+
+@contextmanager
+def celery_worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m pipelines.worker`` in a process group of its own, ready when it says so; stopped
+    with SIGTERM (Celery's warm shutdown), then SIGKILL."""
+    command = [sys.executable, "-m", "pipelines.worker", "--name", name]
+    with group(command, env=env, cwd=REPO_ROOT, log=log, first=signal.SIGTERM) as process:
+        deadline = time.monotonic() + READY_SECONDS
+        while b" ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)  # a poll interval, bounded by the deadline
+        yield process

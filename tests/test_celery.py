@@ -14,10 +14,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -30,7 +29,7 @@ from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
 
 from .conftest import assert_warehouse_matches, utc_today, warehouse_facts
-from .services import PG, broker_url, database
+from .services import PG_VARIABLES, broker_url, celery_worker, database, instance_env
 
 pytestmark = [pytest.mark.scale_out, pytest.mark.slow]
 __all__ = ["broker_url", "database"]  # fixtures of services, used here
@@ -38,22 +37,7 @@ __all__ = ["broker_url", "database"]  # fixtures of services, used here
 ONE_DAY = dt.timedelta(days=1)
 KEY = "celery-test-key"
 SANDBOX = {"seed": 5, "accounts": 12, "history_days": 40}
-READY_SECONDS = 120
 SHARDS = 3
-
-
-@contextmanager
-def worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m pipelines.worker`` in a process group of its own, ready when it says so; stopped
-    with SIGTERM (Celery's warm shutdown), then SIGKILL."""
-    command = [sys.executable, "-m", "pipelines.worker", "--name", name]
-    with group(command, env=env, cwd=REPO_ROOT, log=log, first=signal.SIGTERM) as process:
-        deadline = time.monotonic() + READY_SECONDS
-        while b" ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # a poll interval, bounded by the deadline
-        yield process
 
 
 def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:
@@ -66,15 +50,6 @@ def _backfill(env: Mapping[str, str], start: dt.date, end: dt.date) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-
-PG_VARIABLES = (
-    "DAGSTER_PG_HOST",
-    "DAGSTER_PG_PORT",
-    "DAGSTER_PG_USER",
-    "DAGSTER_PG_PASSWORD",
-    "DAGSTER_PG_DB",
-)
 
 
 def _environments(
@@ -100,9 +75,7 @@ def _environments(
         "SYNCTERA_EXECUTOR": "celery",
         "SYNCTERA_SHARDS": str(SHARDS),
         "SYNCTERA_CELERY_BROKER": broker_url,
-        **dict(
-            zip(PG_VARIABLES, (PG["host"], PG["port"], PG["user"], PG["password"], database), strict=True)
-        ),
+        **instance_env(database),
     }
     prepare_dagster_home(tmp_path / "local_home")
     local = {
@@ -124,7 +97,7 @@ def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_proces
         base_url = stack.enter_context(sandbox_process(sandbox_args, api_key=KEY))
         distributed, local = _environments(tmp_path, base_url, start, database, broker_url)
         for name in names:
-            stack.enter_context(worker(name, distributed, tmp_path / f"{name}.log"))
+            stack.enter_context(celery_worker(name, distributed, tmp_path / f"{name}.log"))
         _backfill(distributed, start, end)
         _backfill(local, start, end)
 
@@ -195,7 +168,8 @@ def test_a_worker_killed_mid_shard_loses_nothing_and_duplicates_nothing(
             tmp_path, base_url, start, database, broker_url, SYNCTERA_ACCOUNT_CONCURRENCY="1"
         )
         workers = {
-            name: stack.enter_context(worker(name, distributed, tmp_path / f"{name}.log")) for name in names
+            name: stack.enter_context(celery_worker(name, distributed, tmp_path / f"{name}.log"))
+            for name in names
         }
         for key in PG_VARIABLES:
             monkeypatch.setenv(key, distributed[key])
