@@ -133,15 +133,19 @@ class SyncteraApi(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The data directory (``SYNCTERA_DATA_DIR``): Parquet lake and ``warehouse.duckdb``."""
+    """The data directory (``SYNCTERA_DATA_DIR``): Parquet lake and ``warehouse.duckdb``; or, for a
+    lake on an object store (``object_store``, an ``s3://`` URL), the local work directory."""
 
     data_dir: str
+    object_store: str | None = None
 
     @property
     def lake(self) -> Lake:
         from pipelines.lake import Lake  # Arrow: for the runs, not for loading the definitions
+        from pipelines.object_store import ObjectStore
 
-        return Lake(Path(self.data_dir))
+        store = ObjectStore.parse(self.object_store) if self.object_store else None
+        return Lake(Path(self.data_dir), store)
 
 
 class IngestResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -169,14 +169,14 @@ def build_transactions(
         name="publish", ins={"shards": dg.In(dg.Nothing)}, out={"result": dg.Out(dg.Nothing), **check_outs}
     )
     def publish(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Any]:
-        from pipelines.ingest.seals import ShardFetch, ShardMismatchError, frozen_accounts, shard_dir
+        from pipelines.ingest.seals import ShardMismatchError, frozen_accounts, sealed_shard
         from pipelines.ingest.transactions import publish as publish_shards
 
         clock = Stopwatch()
         start, end = run_dates(context)
         store, key = lake.lake, _run_key(context)
         account_ids, snapshot_day = frozen_accounts(store, key)
-        fetches = [ShardFetch.load(shard_dir(store, key, s)) for s in all_shards(shards)]
+        fetches = [sealed_shard(store, key, s) for s in all_shards(shards)]
         if any((f.start, f.end) != (start, end) for f in fetches):
             raise ShardMismatchError(f"the sealed shards are not of this run's range {start}..{end}")
         summary = publish_shards(

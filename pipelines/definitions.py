@@ -18,6 +18,7 @@ from pipelines.settings import (
     IngestSettings,
     RateLimitSettings,
     data_dir_from_env,
+    object_store_from_env,
     start_date_from_env,
 )
 
@@ -58,7 +59,10 @@ defs = dg.Definitions(
             rate_limit_redis_url=dg.EnvVar(REDIS_URL_VARIABLE) if limits.redis else None,
             rate_limit_name=limits.name,
         ),
-        "lake": LakeResource(data_dir=str(data_dir_from_env())),
+        "lake": LakeResource(
+            data_dir=str(data_dir_from_env()),
+            object_store=store.url if (store := object_store_from_env()) else None,
+        ),
         "ingest": IngestResource.from_settings(settings),
     },
 )

@@ -4,6 +4,10 @@ Layout: ``<root>/<table>/date=YYYY-MM-DD/part-0.parquet``, one file per partitio
 written to ``<root>/.staging`` first and then renamed over the old file, so a reader sees the old
 partition or the new one, never a mix; a crash leaves the old one intact and only a staging file
 behind, which no view reads and the next write clears.
+
+On an object store (``pipelines.object_store``) the same layout lives under the store's prefix and
+the staged file is uploaded over the partition's key instead of renamed; ``root`` is then the local
+work directory: staging, spools, and the warehouse file.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.locks import hold, locks_for
+from pipelines.object_store import ObjectStore
+from pipelines.settings import data_dir_from_env, object_store_from_env
+
+if TYPE_CHECKING:
+    import duckdb
 
 STAGING = ".staging"
 SHARDS = ".shards"
@@ -35,6 +45,7 @@ SHARD_RETENTION = dt.timedelta(days=7)
 """How long a run's sealed shards wait for their publish step (a re-execution from failure)."""
 _RUN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 PART = "part-0.parquet"
+_PARTITION_KEY = re.compile(r"(?P<table>[a-z_]+)/date=(?P<day>\d{4}-\d{2}-\d{2})/" + re.escape(PART))
 UTC_TS = pa.timestamp("us", tz="UTC")
 
 TRANSACTIONS = pa.schema(
@@ -158,9 +169,16 @@ TABLES: dict[str, pa.Schema] = {
 
 @dataclass(frozen=True)
 class Lake:
-    """The lake under ``root`` (the configured data directory)."""
+    """The lake under ``root`` (the configured data directory), or in ``store`` with ``root`` the
+    local work directory."""
 
     root: Path
+    store: ObjectStore | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the partitions are, as a person or DuckDB names it."""
+        return self.store.url if self.store else str(self.root)
 
     def table_dir(self, table: str) -> Path:
         if table not in TABLES:
@@ -174,15 +192,88 @@ class Lake:
 
     def run_dir(self, run_key: str) -> Path:
         """Where a run's steps leave sealed work (shards) for its later steps, perhaps on other
-        machines: ``run_key`` is the run's root id, which its re-executions share. No view reads it."""
+        machines: ``run_key`` is the run's root id, which its re-executions share. No view reads it.
+        With an object store it is a local copy: ``share`` and ``retrieve`` carry it across."""
         if not _RUN_KEY.fullmatch(run_key) or run_key in (".", ".."):
             raise ValueError(f"not a run key: {run_key!r}")
         return self.root / SHARDS / run_key
+
+    def share(self, path: Path, *, last: str | None = None) -> None:
+        """Make ``path`` (a file or directory under ``run_dir``) visible to every machine: upload it
+        to the store, the file named ``last`` after all others (it marks the rest as whole). On a
+        local lake every machine already sees it."""
+        if self.store is None:
+            return
+        key = self._key(path)
+        if path.is_file():
+            self.store.upload(path, key)
+            return
+        # An earlier attempt's files go first (its mark first of all): a block it left that this
+        # attempt has not would be read with this attempt's seal, and refused as damaged forever.
+        if last:
+            self.store.remove(f"{key}/{last}")
+        self.store.remove(key)
+        files = sorted(f for f in path.rglob("*") if f.is_file())
+        for file in sorted(files, key=lambda f: f.name == last):
+            self.store.upload(file, self._key(file))
+
+    def retrieve(self, path: Path, *, mark: str | None = None) -> None:
+        """The store's copy of ``path`` (a file or a directory under ``run_dir``), replacing any local
+        one: another machine's attempt may have replaced what this one left here. A directory whose
+        file ``mark`` reads the same here and in the store is that attempt's already: kept. A copy
+        is downloaded beside ``path`` and renamed into place whole."""
+        if self.store is None:
+            return
+        key = self._key(path)
+        marked = bool(mark) and (path / str(mark)).is_file() and self.store.exists(f"{key}/{mark}")
+        if marked and self.store.read_text(f"{key}/{mark}") == (path / str(mark)).read_text():
+            return
+        files = self.store.files(key)
+        arriving = path.with_name(f"{path.name}.retrieving-{uuid.uuid4().hex}")
+        try:
+            if files:
+                for file_key in files:
+                    local = arriving / PurePosixPath(file_key).relative_to(key)
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    self.store.download(file_key, local)
+            elif self.store.exists(key):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.store.download(key, arriving)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            if arriving.exists():
+                arriving.rename(path)
+        finally:
+            if arriving.is_dir():
+                shutil.rmtree(arriving)
+            else:
+                arriving.unlink(missing_ok=True)
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     def remove_run_dir(self, directory: Path) -> None:
         """A published run's sealed work; then any run's older than ``SHARD_RETENTION`` (runs that
         failed and were never re-executed)."""
         shutil.rmtree(directory, ignore_errors=True)
+        self._sweep_local_runs()
+        if self.store is None:
+            return
+        self.store.remove(self._key(directory))
+        cutoff = dt.datetime.now(dt.UTC) - SHARD_RETENTION
+        newest: dict[str, dt.datetime] = {}
+        for key, modified in self.store.files(SHARDS).items():
+            run_key = key.split("/")[1]
+            if _RUN_KEY.fullmatch(run_key) and run_key not in (".", ".."):
+                newest[run_key] = max(newest.get(run_key, modified), modified)
+        for run_key, modified in newest.items():
+            if modified < cutoff:
+                self.store.remove(f"{SHARDS}/{run_key}")
+
+    def _sweep_local_runs(self) -> None:
+        """Local seals older than ``SHARD_RETENTION``: a machine's copies of runs that never published."""
         cutoff = dt.datetime.now().timestamp() - SHARD_RETENTION.total_seconds()
         runs = self.root / SHARDS
         for run in runs.iterdir() if runs.is_dir() else ():
@@ -194,10 +285,42 @@ class Lake:
                 shutil.rmtree(run, ignore_errors=True)
 
     def partition_file(self, table: str, day: dt.date) -> Path:
+        """The partition's file in a local lake (see ``partition_uri`` for either kind)."""
         return self.table_dir(table) / f"date={day.isoformat()}" / PART
+
+    def _partition_key(self, table: str, day: dt.date) -> str:
+        self.table_dir(table)  # a known table
+        return f"{table}/date={day.isoformat()}/{PART}"
+
+    def partition_uri(self, table: str, day: dt.date) -> str:
+        """The partition as DuckDB reads it: a local path, or an ``s3://`` URI."""
+        if self.store is not None:
+            return self.store.uri(self._partition_key(table, day))
+        return str(self.partition_file(table, day))
+
+    def has_partition(self, table: str, day: dt.date) -> bool:
+        if self.store is not None:
+            return self.store.exists(self._partition_key(table, day))
+        return self.partition_file(table, day).exists()
+
+    def read_partition(self, table: str, day: dt.date, *, columns: list[str] | None = None) -> pa.Table:
+        schema = None if columns else TABLES[table]
+        if self.store is not None:
+            return self.store.read_table(self._partition_key(table, day), schema=schema, columns=columns)
+        return pq.read_table(self.partition_file(table, day), schema=schema, columns=columns)
+
+    def partition_rows(self, table: str, day: dt.date) -> int:
+        """Rows the partition's file holds (from its footer)."""
+        if self.store is not None:
+            return self.store.num_rows(self._partition_key(table, day))
+        return int(pq.ParquetFile(self.partition_file(table, day)).metadata.num_rows)
 
     def partitions(self, table: str) -> list[dt.date]:
         """Dates that have a partition file, oldest first."""
+        if self.store is not None:
+            self.table_dir(table)
+            found = (_PARTITION_KEY.fullmatch(key) for key in self.store.files(table))
+            return sorted(dt.date.fromisoformat(m["day"]) for m in found if m and m["table"] == table)
         directory = self.table_dir(table)
         if not directory.is_dir():
             return []
@@ -208,10 +331,22 @@ class Lake:
         return sorted(days)
 
     def glob(self, table: str) -> str:
+        if self.store is not None:
+            self.table_dir(table)
+            return self.store.uri(f"{table}/*/*.parquet")
         return str(self.table_dir(table) / "*" / "*.parquet")
 
-    def replace_partition(self, table: str, day: dt.date, data: pa.Table) -> Path:
-        """Write ``data`` as the whole partition ``day`` of ``table``, atomically.
+    def duckdb(self, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection that reads this lake's files wherever they are."""
+        import duckdb
+
+        connection = duckdb.connect(config=config or {})
+        if self.store is not None:
+            self.store.register(connection)
+        return connection
+
+    def replace_partition(self, table: str, day: dt.date, data: pa.Table) -> str:
+        """Write ``data`` as the whole partition ``day`` of ``table``, atomically; its URI.
 
         ``data`` must match the table's schema exactly (types and nullability), so that every file
         of a table reads with one schema; an empty table writes an empty partition, which records
@@ -226,20 +361,23 @@ class Lake:
         staging = self.staging_dir
         staging.mkdir(parents=True, exist_ok=True)
         temporary = staging / f"{table}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
-        target = self.partition_file(table, day)
         try:
             pq.write_table(data, temporary, compression="zstd")
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, target)
+            if self.store is not None:
+                self.store.upload(temporary, self._partition_key(table, day))
+            else:
+                with open(temporary, "rb") as handle:
+                    os.fsync(handle.fileno())
+                target = self.partition_file(table, day)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
-        return target
+        return self.partition_uri(table, day)
 
     def replace_accounts(
         self, table: str, days: Iterable[dt.date], data: pa.Table, *, accounts: Iterable[str]
-    ) -> list[Path]:
+    ) -> list[str]:
         """For each of ``days``, replace the rows of ``accounts`` with those of ``data`` dated that day.
 
         Rows of other accounts already in a partition are kept: an account this run did not fetch
@@ -252,12 +390,12 @@ class Lake:
             raise ValueError(f"{table}: rows dated {', '.join(map(str, stray))}, outside the days replaced")
         schema = TABLES[table]
         covered = pa.array(sorted(set(accounts)), pa.string())
+        existing = set(self.partitions(table)) if self.store is not None else None  # one listing
         written = []
         for day in days:
             fresh = by_day.get(day, schema.empty_table())
-            path = self.partition_file(table, day)
-            if path.exists():
-                old = pq.read_table(path, schema=schema)
+            if day in existing if existing is not None else self.has_partition(table, day):
+                old = self.read_partition(table, day)
                 kept = old.filter(pc.invert(pc.is_in(old.column("account_id"), value_set=covered)))
                 fresh = pa.concat_tables([kept, fresh]) if kept.num_rows else fresh
             written.append(self.replace_partition(table, day, fresh))
@@ -268,7 +406,7 @@ class Lake:
         """Exclusive across processes (and machines, with ``SYNCTERA_LOCK_URL``): concurrent runs
         write the same tables one after the other. It dies with its holder, so a killed run never
         leaves the lake locked (see ``pipelines.locks``)."""
-        with locks_for(self.root).exclusive(name):
+        with locks_for(self.root, store=self.store).exclusive(name):
             yield
 
     @contextmanager
@@ -281,12 +419,13 @@ class Lake:
         """
         for table in tables:
             self.table_dir(table)  # a known table
-        with locks_for(self.root).shared(tables):
+        with locks_for(self.root, store=self.store).shared(tables):
             yield
 
     def clear_staging(self, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
         """Remove what crashed or cancelled writers left in staging: every spool whose lock is free
-        (its run is gone), and files old enough not to belong to a live writer."""
+        (its run is gone), and files old enough not to belong to a live writer. Old local seals too."""
+        self._sweep_local_runs()
         staging = self.staging_dir
         if not staging.is_dir():
             return 0
@@ -353,6 +492,11 @@ def held(path: Path) -> bool:
     finally:
         os.close(descriptor)
     return False
+
+
+def lake_from_env(env: Mapping[str, str] | None = None) -> Lake:
+    """The lake ``SYNCTERA_DATA_DIR`` (and ``SYNCTERA_WORK_DIR``) name."""
+    return Lake(data_dir_from_env(env), object_store_from_env(env))
 
 
 def split_by_date(data: pa.Table) -> Iterator[tuple[dt.date, pa.Table]]:

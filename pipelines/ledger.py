@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import pyarrow as pa
 
 from pipelines import lake as lake_module
@@ -38,7 +37,7 @@ def prior_rates(lake: Lake, *, around: dt.date) -> dict[str, float]:
     """Rows per day of each account in complete windows fetched earlier, near ``around``."""
     if not lake.partitions("transaction_windows"):
         return {}
-    connection = duckdb.connect()
+    connection = lake.duckdb()
     try:
         with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
@@ -61,7 +60,7 @@ def prior_days(lake: Lake, *, start: dt.date, end: dt.date) -> dict[str, dict[dt
     a day re-fetched in the lookback is its own window again, not a capped window first."""
     if not lake.partitions("transaction_windows"):
         return {}
-    connection = duckdb.connect()
+    connection = lake.duckdb()
     try:
         with lake.reading("transactions"):  # the ledger is published under the transactions lock
             rows = connection.execute(
@@ -87,7 +86,7 @@ def fetched_since(lake: Lake, *, start: dt.date, end: dt.date, since: dt.datetim
     the publisher under the transactions lock it holds, so it reads without taking another."""
     if not lake.partitions("transaction_windows"):
         return None
-    connection = duckdb.connect()
+    connection = lake.duckdb()
     try:
         row = connection.execute(
             "SELECT max(fetched_at) FROM read_parquet(?, hive_partitioning = true) "

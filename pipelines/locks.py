@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pipelines.object_store import ObjectStore
 
 LOCK_URL_VARIABLE = "SYNCTERA_LOCK_URL"
 
@@ -124,15 +127,22 @@ class LockServiceError(RuntimeError):
     """The lock service named by ``SYNCTERA_LOCK_URL`` cannot be reached."""
 
 
-def locks_for(root: Path, env: Mapping[str, str] | None = None) -> Locks:
-    """The locks of the lake at ``root``: PostgreSQL's when ``SYNCTERA_LOCK_URL`` is set, else files."""
+def locks_for(root: Path, env: Mapping[str, str] | None = None, *, store: ObjectStore | None = None) -> Locks:
+    """The locks of the lake at ``root`` (or in ``store``): PostgreSQL's when ``SYNCTERA_LOCK_URL`` is
+    set, else files. A lake on an object store is shared by every machine that can reach it, which
+    files cannot lock: it needs ``SYNCTERA_LOCK_URL``."""
     env = os.environ if env is None else env
     url = env.get(LOCK_URL_VARIABLE)
+    if store is not None:
+        if not url:
+            raise LockServiceError(
+                f"the lake at {store.url} is on an object store, which every machine shares: set "
+                f"{LOCK_URL_VARIABLE} (a postgresql:// URL) so that their writers see each other's locks"
+            )
+        return PostgresLocks(_checked(url), store.lake_id)
     marker = root / POSTGRES_MARKER
     if url:
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError(f"{LOCK_URL_VARIABLE} must be a postgresql:// URL")
-        locks = PostgresLocks(url, lake_id(root))
+        locks = PostgresLocks(_checked(url), lake_id(root))
         marker.touch()  # from now on a process that would lock this lake with files is refused
         return locks
     if marker.exists():
@@ -142,6 +152,12 @@ def locks_for(root: Path, env: Mapping[str, str] | None = None) -> Locks:
             "as its other processes do"
         )
     return FileLocks(root / ".locks")
+
+
+def _checked(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{LOCK_URL_VARIABLE} must be a postgresql:// URL")
+    return url
 
 
 def hold(path: Path, *, shared: bool = False) -> int:

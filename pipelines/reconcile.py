@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import duckdb
-
 from pipelines.lake import TABLES, Lake
 from pipelines.warehouse import create_views, query
 
@@ -127,7 +125,7 @@ class Reconciliation:
 
 def reconcile(lake: Lake, *, lookback_days: int) -> Reconciliation:
     """Every pair of consecutive error-free balance observations, checked against the transactions."""
-    connection = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
+    connection = lake.duckdb({"threads": 1, "memory_limit": "256MB"})
     try:
         connection.execute("SET TimeZone = 'UTC'")
         create_views(connection, lake)

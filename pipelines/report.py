@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import datetime as dt
 import html
 import io
@@ -22,13 +23,12 @@ from typing import Any
 import duckdb
 import matplotlib as mpl
 import numpy as np
-import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pipelines import warehouse
-from pipelines.settings import data_dir_from_env
+from pipelines.lake import Lake, lake_from_env
 
 HEATMAP_ACCOUNTS = 60
 HEATMAP_DAYS = 120
@@ -40,8 +40,19 @@ STATUS_COLOURS = ListedColormap(COLOURS)
 STYLE: dict[str, Any] = {"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False}
 
 
-def frame(connection: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
-    return connection.execute(warehouse.query(name)).df()
+def columns(
+    connection: duckdb.DuckDBPyConnection,
+    name: str,
+    select: str = "SELECT * FROM q",
+    params: list[Any] | None = None,
+) -> dict[str, list[Any]]:
+    """``select`` over the example query ``name`` (as ``q``), column by column. Figures aggregate in
+    SQL and fetch what they draw: a year of a large book is a million account-days, which a data
+    frame would hold whole (and pandas alone costs the run's largest step ~40 MiB)."""
+    result = connection.execute(f"WITH q AS ({warehouse.query(name)}) {select}", params or [])
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    return {column: [row[i] for row in rows] for i, column in enumerate(names)}
 
 
 @dataclass(frozen=True)
@@ -65,18 +76,30 @@ def _empty(figure: Figure, message: str) -> None:
 
 
 def daily_flow(connection: duckdb.DuckDBPyConnection) -> Picture:
-    data = frame(connection, "daily_flow")
+    counts = columns(
+        connection, "daily_flow", "SELECT date, sum(transactions) AS n FROM q GROUP BY date ORDER BY date"
+    )
     figure = Figure(figsize=(10, 4))
-    if data.empty:
+    if not counts["date"]:
         _empty(figure, "no transactions yet")
     else:
         axes = figure.subplots()
-        counts = data.groupby("date")["transactions"].sum()
-        axes.bar(counts.index, counts.to_numpy(), color="#93c5fd", label="transactions")
+        axes.bar(counts["date"], counts["n"], color="#93c5fd", label="transactions")
         axes.set_ylabel("transactions per day")
         flow = figure.axes[0].twinx()
-        for currency, rows in data.groupby("currency", dropna=False):
-            flow.plot(rows["date"], rows["net_flow"], marker=".", label=f"net flow ({currency})")
+        data = columns(
+            connection,
+            "daily_flow",
+            "SELECT currency, date, net_flow FROM q ORDER BY currency NULLS LAST, date",
+        )
+        for currency in dict.fromkeys(data["currency"]):
+            picked = [i for i, c in enumerate(data["currency"]) if c == currency]
+            flow.plot(
+                [data["date"][i] for i in picked],
+                [data["net_flow"][i] for i in picked],
+                marker=".",
+                label=f"net flow ({currency or 'no currency'})",
+            )
         flow.axhline(0, color="#6b7280", linewidth=0.8)
         flow.set_ylabel("net flow (major units)")
         flow.legend(loc="upper left", fontsize=8)
@@ -90,61 +113,91 @@ def daily_flow(connection: duckdb.DuckDBPyConnection) -> Picture:
 
 
 def balance_history(connection: duckdb.DuckDBPyConnection) -> Picture:
-    data = frame(connection, "balance_history")
+    shape = columns(
+        connection,
+        "balance_history",
+        "SELECT count(DISTINCT account_id) AS accounts, count(DISTINCT observed_on) AS days, "
+        "min(observed_on) AS first_day FROM q",
+    )
+    accounts, days, first_day = shape["accounts"][0], shape["days"][0], shape["first_day"][0]
     figure = Figure(figsize=(10, 4))
-    accounts = data["account_id"].nunique() if not data.empty else 0
-    if data.empty:
+    if not accounts:
         _empty(figure, "no balance observed yet")
         caption = "No error-free balance observation yet."
-    elif data["observed_on"].nunique() == 1:
+    elif days == 1:
         # One day of observations is no history yet: the balances themselves, largest first.
-        latest = data.sort_values("observed_at").groupby("account_id").last()
-        top = latest.reindex(latest["current"].abs().sort_values(ascending=False).index)[:BALANCE_LINES]
+        top = columns(
+            connection,
+            "balance_history",
+            'SELECT account_id, arg_max("current", observed_at) AS latest FROM q GROUP BY account_id '
+            "ORDER BY abs(latest) DESC, account_id LIMIT ?",
+            [BALANCE_LINES],
+        )
         axes = figure.subplots()
-        axes.barh([str(a)[:8] for a in top.index][::-1], top["current"].to_numpy()[::-1], color="#60a5fa")
+        axes.barh([str(a)[:8] for a in top["account_id"]][::-1], top["latest"][::-1], color="#60a5fa")
         axes.set_xlabel("current balance (major units)")
         caption = (
-            f"Current balance of the {len(top)} largest of {accounts} accounts, observed on "
-            f"{data['observed_on'].iloc[0]}; each daily run adds a point to their history."
+            f"Current balance of the {len(top['account_id'])} largest of {accounts} accounts, observed on "
+            f"{first_day}; each daily run adds a point to their history."
         )
     else:
         axes = figure.subplots()
-        largest = data.groupby("account_id")["current"].apply(lambda s: s.abs().max()).nlargest(BALANCE_LINES)
-        for account_id in largest.index:
-            rows = data[data["account_id"] == account_id]
-            axes.plot(rows["observed_on"], rows["current"], marker="o", label=str(account_id)[:8])
+        data = columns(
+            connection,
+            "balance_history",
+            'SELECT account_id, observed_on, "current", largest FROM q JOIN ('
+            '  SELECT account_id, max(abs("current")) AS largest FROM q GROUP BY account_id'
+            "  ORDER BY largest DESC, account_id LIMIT ?"
+            ") USING (account_id) ORDER BY largest DESC, account_id, observed_at",
+            [BALANCE_LINES],
+        )
+        lines = list(dict.fromkeys(data["account_id"]))
+        for account_id in lines:
+            picked = [i for i, a in enumerate(data["account_id"]) if a == account_id]
+            axes.plot(
+                [data["observed_on"][i] for i in picked],
+                [data["current"][i] for i in picked],
+                marker="o",
+                label=str(account_id)[:8],
+            )
         axes.set_ylabel("current balance (major units)")
         axes.legend(fontsize=7, ncol=2, loc="upper left")
         figure.autofmt_xdate()
-        caption = (
-            f"Current balance at each observation, for the {len(largest)} largest of {accounts} accounts."
-        )
+        caption = f"Current balance at each observation, for the {len(lines)} largest of {accounts} accounts."
     return Picture("balance_history", "Balances over time", caption, _png(figure))
 
 
 def completeness(connection: duckdb.DuckDBPyConnection) -> Picture:
-    data = frame(connection, "completeness")
+    span = columns(
+        connection,
+        "completeness",
+        "SELECT min(day) AS first, max(day) AS last, count(DISTINCT account_id) AS accounts FROM q",
+    )
     figure = Figure(figsize=(10, 5))
     caption = (
         "Each account-day: proven complete (green), flagged at the 500-row cap (red), not fetched (grey)."
     )
-    if data.empty:
+    if not span["accounts"][0]:
         _empty(figure, "no transactions fetched yet")
         return Picture("completeness", "Completeness", caption, _png(figure))
-    data["day"] = pd.to_datetime(data["day"]).dt.date
-    last = max(data["day"])
-    first = max(min(data["day"]), last - dt.timedelta(days=HEATMAP_DAYS - 1))
+    last, total = span["last"][0], span["accounts"][0]
+    first = max(span["first"][0], last - dt.timedelta(days=HEATMAP_DAYS - 1))
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    flagged = data[data["status"] == "flagged"].groupby("account_id").size()
-    fetched = data.groupby("account_id").size()
-    order = sorted(fetched.index, key=lambda a: (-flagged.get(a, 0), -fetched[a], a))
-    accounts = order[:HEATMAP_ACCOUNTS]
+    # The accounts with the most flagged days, then the most fetched, and only their days shown.
+    shown = columns(
+        connection,
+        "completeness",
+        "SELECT account_id, day, status FROM q JOIN ("
+        "  SELECT account_id, count(*) FILTER (status = 'flagged') AS flagged, count(*) AS fetched FROM q"
+        "  GROUP BY account_id ORDER BY flagged DESC, fetched DESC, account_id LIMIT ?"
+        ") USING (account_id) WHERE day >= ? ORDER BY flagged DESC, fetched DESC, account_id, day",
+        [HEATMAP_ACCOUNTS, first],
+    )
+    accounts = list(dict.fromkeys(shown["account_id"]))
     grid = np.zeros((len(accounts), len(days)), dtype=np.int8)
     row = {a: i for i, a in enumerate(accounts)}
-    column = {d: j for j, d in enumerate(days)}
-    for account_id, day, status in data[["account_id", "day", "status"]].itertuples(index=False):
-        if account_id in row and day in column:
-            grid[row[account_id], column[day]] = 2 if status == "flagged" else 1
+    for account_id, day, status in zip(shown["account_id"], shown["day"], shown["status"], strict=True):
+        grid[row[account_id], (day - first).days] = 2 if status == "flagged" else 1
     axes = figure.subplots()
     axes.imshow(grid, aspect="auto", cmap=STATUS_COLOURS, vmin=0, vmax=2, interpolation="nearest")
     ticks = list(range(0, len(days), max(1, len(days) // 10)))
@@ -160,33 +213,31 @@ def completeness(connection: duckdb.DuckDBPyConnection) -> Picture:
         fontsize=8,
         frameon=False,
     )
-    if len(order) > len(accounts):
-        caption += f" {len(accounts)} of {len(order)} accounts shown, those with flagged days first."
+    if total > len(accounts):
+        caption += f" {len(accounts)} of {total} accounts shown, those with flagged days first."
     return Picture("completeness", "Completeness by account and day", caption, _png(figure))
 
 
 def runs(connection: duckdb.DuckDBPyConnection) -> Picture:
-    data = frame(connection, "runs")
+    data = columns(connection, "runs")
     figure = Figure(figsize=(10, 4))
-    if data.empty:
+    if not data["run_id"]:
         _empty(figure, "no run yet")
     else:
         axes = figure.subplots()
         labels = [f"{s:%m-%d %H:%M}\n{r[:8]}" for s, r in zip(data["started"], data["run_id"], strict=True)]
-        x = np.arange(len(data))
+        x = np.arange(len(data["run_id"]))
         width = 0.27
         for offset, column, colour in (
             (-width, "transaction_calls", "#2563eb"),
             (0.0, "retries", "#f59e0b"),
             (width, "incomplete_account_days", "#dc2626"),
         ):
-            bars = axes.bar(
-                x + offset, data[column].to_numpy(), width, label=column.replace("_", " "), color=colour
-            )
+            bars = axes.bar(x + offset, data[column], width, label=column.replace("_", " "), color=colour)
             axes.bar_label(bars, fontsize=7)
         axes.set_xticks(x, labels, fontsize=7)
         axes.set_yscale("symlog")
-        axes.set_ylim(0, max(1, int(data["transaction_calls"].max())) * 3)
+        axes.set_ylim(0, max(1, *data["transaction_calls"]) * 3)
         axes.legend(fontsize=8)
     return Picture(
         "runs",
@@ -205,9 +256,9 @@ FIGURES: tuple[Callable[[duckdb.DuckDBPyConnection], Picture], ...] = (
 )
 
 
-def pictures(data_dir: Path) -> list[Picture]:
+def pictures(lake: Lake) -> list[Picture]:
     # A context, not matplotlib's global settings: the code location imports this module.
-    with warehouse.reading(data_dir) as connection, mpl.rc_context(STYLE):  # type: ignore[arg-type]
+    with warehouse.reading(lake) as connection, mpl.rc_context(STYLE):  # type: ignore[arg-type]
         return [draw(connection) for draw in FIGURES]
 
 
@@ -253,10 +304,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $SYNCTERA_DATA_DIR or data/")
     parser.add_argument("--out", type=Path, default=None, help="default: <data dir>/report")
     args = parser.parse_args(argv)
-    data_dir = (args.data_dir or data_dir_from_env()).resolve()
-    if not (data_dir / warehouse.WAREHOUSE).exists():
+    lake = lake_from_env()
+    lake = dataclasses.replace(lake, root=(args.data_dir or lake.root).resolve())
+    data_dir = lake.root
+    if lake.store is None and not (data_dir / warehouse.WAREHOUSE).exists():
         parser.error(f"no warehouse at {data_dir / warehouse.WAREHOUSE}: run `make run` first")
-    target = write(pictures(data_dir), args.out or data_dir / "report", data_dir=data_dir)
+    target = write(pictures(lake), args.out or data_dir / "report", data_dir=data_dir)
     sys.stdout.write(f"report: {target}\n")
 
 

@@ -20,8 +20,9 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from pipelines import progress, warehouse
+from pipelines.lake import Lake, lake_from_env
 from pipelines.sandbox.process import sandbox_process
-from pipelines.settings import REPO_ROOT, SANDBOX_DEFAULT_KEY, data_dir_from_env
+from pipelines.settings import REPO_ROOT, SANDBOX_DEFAULT_KEY
 
 EXAMPLE_QUERY = """
 SELECT merchant_name, count(*) AS transactions, sum(amount) / 100.0 AS spent
@@ -98,9 +99,10 @@ def show_progress(lines: Iterable[str]) -> None:
             bar.close()
 
 
-def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
-    with warehouse.reading(data_dir) as connection:
-        lines = ["", "Warehouse " + str(data_dir / warehouse.WAREHOUSE) + ":"]
+def summary(lake: Lake, start: dt.date, end: dt.date) -> str:
+    with warehouse.reading(lake) as connection:
+        where = f" (views over {lake.location})" if lake.store else ""
+        lines = ["", f"Warehouse {lake.root / warehouse.WAREHOUSE}{where}:"]
         for table in ("external_accounts", "balances", "transactions", "transaction_windows"):
             # Table names are code constants, not input.
             (count,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)  # noqa: S608
@@ -115,7 +117,7 @@ def summary(data_dir: Path, start: dt.date, end: dt.date) -> str:
         )
         lines += [
             "",
-            f"Example query (duckdb -readonly {data_dir / warehouse.WAREHOUSE}):",
+            f"Example query (duckdb -readonly {lake.root / warehouse.WAREHOUSE}):",
             EXAMPLE_QUERY,
             "",
         ]
@@ -135,7 +137,7 @@ def main() -> None:
     start, end = today - dt.timedelta(days=args.days), today - dt.timedelta(days=1)
     with sandbox_process(["--accounts", str(args.accounts)], api_key=SANDBOX_DEFAULT_KEY) as base_url:
         backfill(base_url=base_url, start=start, end=end, dagster_home=REPO_ROOT / ".dagster")
-    sys.stdout.write(summary(data_dir_from_env(), start, end) + "\n")
+    sys.stdout.write(summary(lake_from_env(), start, end) + "\n")
 
 
 if __name__ == "__main__":

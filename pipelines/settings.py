@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from pipelines.object_store import ObjectStore, is_object_store
 from pipelines.progress import INTERVAL_SECONDS
 from pipelines.shards import MAX_SHARDS
 from pipelines.synctera import DEFAULT_MAX_CONCURRENCY, validate_base_url
@@ -238,7 +239,24 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
-    """``SYNCTERA_DATA_DIR`` (default ``data``); a relative path is relative to the repository root."""
+    """The local data directory: ``SYNCTERA_DATA_DIR`` (default ``data``), or, when that names an
+    object store, ``SYNCTERA_WORK_DIR`` (default ``data``: staging and the warehouse file). A
+    relative path is relative to the repository root."""
     env = os.environ if env is None else env
-    path = Path(env.get("SYNCTERA_DATA_DIR") or "data")
+    location = env.get("SYNCTERA_DATA_DIR") or "data"
+    if is_object_store(location):
+        location = env.get("SYNCTERA_WORK_DIR") or "data"
+    path = Path(location)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def object_store_from_env(env: Mapping[str, str] | None = None) -> ObjectStore | None:
+    """The object store ``SYNCTERA_DATA_DIR`` names (``s3://bucket/prefix``), if it names one."""
+    env = os.environ if env is None else env
+    location = env.get("SYNCTERA_DATA_DIR") or ""
+    if not is_object_store(location):
+        return None
+    try:
+        return ObjectStore.parse(location)
+    except ValueError as error:
+        raise ConfigError(f"SYNCTERA_DATA_DIR: {error}") from None

@@ -9,11 +9,17 @@ DuckDB client (the CLI, a notebook elsewhere, DBeaver). It is written in DuckDB'
 format, which every DuckDB since 1.0 reads: analysts' tools often lag the library the pipeline
 runs. A moved data directory is made right by the next run, or at once by
 ``python -m pipelines.warehouse DATA_DIR``.
+
+A lake on an object store keeps its warehouse file in the local work directory, its views naming
+``s3://`` URIs: ``connect`` reads them through s3fs, the DuckDB CLI through httpfs (see README), and
+``python -m pipelines.warehouse s3://bucket/prefix --into DIR`` builds the file on an analyst's own
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import uuid
@@ -25,6 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.lake import TABLES, Lake
+from pipelines.object_store import ObjectStore, is_object_store
 
 WAREHOUSE = "warehouse.duckdb"
 QUERIES = Path(__file__).with_name("queries")
@@ -71,6 +78,8 @@ def _view_sql(lake: Lake, table: str) -> str:
 
 def create_views(connection: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """One view per table of ``lake`` in ``connection`` (the warehouse file, or an in-memory check)."""
+    if lake.store is not None:
+        lake.store.register(connection)  # a view is bound (its files' schema read) when created
     for table in TABLES:
         connection.execute(_view_sql(lake, table))
 
@@ -88,8 +97,8 @@ def refresh_views(lake: Lake) -> Path:
 
     Under the warehouse lock, so that of concurrent refreshes the last to land saw the newest lake.
     """
-    lake = Lake(lake.root.resolve())
-    if found := _GLOB_CHARACTERS & set(str(lake.root)):
+    lake = dataclasses.replace(lake, root=lake.root.resolve())
+    if lake.store is None and (found := _GLOB_CHARACTERS & set(str(lake.root))):
         raise WarehousePathError(
             f"the data directory {lake.root} contains {''.join(sorted(found))!r}, which DuckDB reads as "
             "a glob: choose a SYNCTERA_DATA_DIR without them"
@@ -122,17 +131,27 @@ def query(name: str) -> str:
     return (QUERIES / f"{name}.sql").read_text().strip().removesuffix(";")
 
 
-def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the warehouse (any directory, any client opens the file the same way)."""
-    return duckdb.connect(str(data_dir / WAREHOUSE), read_only=True)
+def connect(data_dir: Path, *, store: ObjectStore | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the warehouse (any directory, any client opens the file the same
+    way); ``store`` when the lake is on an object store, to read its ``s3://`` files."""
+    connection = duckdb.connect(str(data_dir / WAREHOUSE), read_only=True)
+    if store is not None:
+        store.register(connection)
+    return connection
 
 
 @contextmanager
-def reading(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading(lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
     """``connect``, with no run replacing a partition until the connection is closed (see
     ``Lake.reading``): for the pipeline's own readers, which must not fail on a concurrent run."""
-    with Lake(data_dir).reading(*TABLES):
-        connection = connect(data_dir)
+    with lake.reading(*TABLES):
+        if lake.store is None:
+            connection = connect(lake.root)
+        else:
+            # Views built now, in memory: this machine's file may be missing (it never published)
+            # or older than the lake (a table that had no partition then is an empty view in it).
+            connection = lake.duckdb()
+            create_views(connection, lake)
         try:
             yield connection
         finally:
@@ -142,13 +161,30 @@ def reading(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.warehouse",
-        description="Rebuild warehouse.duckdb's views over the lake where it is now (after moving it).",
+        description="Rebuild warehouse.duckdb's views over the lake where it is now (after moving it), "
+        "or build one over a lake on an object store.",
     )
-    parser.add_argument("data_dir", type=Path, help="the data directory (holds warehouse.duckdb)")
+    parser.add_argument(
+        "data_dir", help="the data directory (holds warehouse.duckdb), or the lake's s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--into", type=Path, help="with an s3:// lake: the local directory to put warehouse.duckdb in"
+    )
     args = parser.parse_args(argv)
-    if not args.data_dir.is_dir():
+    if is_object_store(args.data_dir):
+        if args.into is None:
+            parser.error("an s3:// lake needs --into DIR, where warehouse.duckdb is written")
+        args.into.mkdir(parents=True, exist_ok=True)
+        # The analyst's own file: no run writes it, so no lock (nor lock service) is needed.
+        try:
+            store = ObjectStore.parse(args.data_dir)
+        except ValueError as error:
+            parser.error(str(error))
+        target = _rebuild(Lake(args.into.resolve(), store))
+    elif not Path(args.data_dir).is_dir():
         parser.error(f"{args.data_dir} is not a directory")
-    target = refresh_views(Lake(args.data_dir))
+    else:
+        target = refresh_views(Lake(Path(args.data_dir)))
     sys.stdout.write(f"views rebuilt: {target}\n")
 
 

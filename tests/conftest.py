@@ -22,6 +22,11 @@ from pipelines.lake import Lake
 from pipelines.sandbox import RunningSandbox, Sandbox, SandboxConfig, running
 from pipelines.synctera import AsyncSyncteraClient, RetryPolicy, SyncteraClient
 
+from .services import bucket, s3_settings
+
+# Registered here, not in each module that uses them: one S3 server for the whole session.
+__all__ = ["bucket", "s3_settings"]
+
 TODAY = dt.date(2026, 11, 20)
 """A fixed sandbox "today", so that planted days and pending windows do not move with the calendar."""
 
@@ -197,8 +202,17 @@ def assert_matches_ground_truth(pipeline: Pipeline, start: dt.date, end: dt.date
     return assert_warehouse_matches(pipeline.sandbox, pipeline.data_dir, start, end)
 
 
+def views_of(lake: Lake | Path) -> duckdb.DuckDBPyConnection:
+    """The warehouse's views over ``lake`` (a data directory's own file, or built in memory)."""
+    if isinstance(lake, Path):
+        return warehouse.connect(lake)
+    connection = lake.duckdb()
+    warehouse.create_views(connection, lake)
+    return connection
+
+
 def assert_warehouse_matches(
-    sandbox: Sandbox, data_dir: Path, start: dt.date, end: dt.date
+    sandbox: Sandbox, data_dir: Lake | Path, start: dt.date, end: dt.date
 ) -> set[tuple[str, dt.date]]:
     """``assert_matches_ground_truth`` for any warehouse and any sandbox (one in another process
     has the same data as one made here from the same arguments)."""
@@ -211,7 +225,7 @@ def assert_warehouse_matches(
             if rows:
                 truth[(account_id, day)] = {t["transaction_id"]: t["amount"] for t in rows}
     got: dict[tuple[str, dt.date], dict[str, int]] = {}
-    connection = warehouse.connect(data_dir)
+    connection = views_of(data_dir)
     try:
         rows = connection.execute(
             "SELECT account_id, date, transaction_id, amount FROM transactions WHERE date BETWEEN ? AND ?",
@@ -275,12 +289,12 @@ def observe_balances_on(
 
 
 def warehouse_facts(
-    data_dir: Path,
+    data_dir: Lake | Path,
 ) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]], set[tuple[object, ...]]]:
     """Rows on days not flagged, the (account, day)s proven complete, the flagged (account, day)s."""
-    windows = str(data_dir / "transaction_windows" / "*" / "*.parquet")
-    transactions = str(data_dir / "transactions" / "*" / "*.parquet")
-    connection = duckdb.connect()
+    lake = data_dir if isinstance(data_dir, Lake) else Lake(data_dir)
+    windows, transactions = lake.glob("transaction_windows"), lake.glob("transactions")
+    connection = lake.duckdb()
     try:
         flagged = set(
             connection.execute(

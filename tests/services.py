@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -133,3 +134,60 @@ def celery_worker(name: str, env: Mapping[str, str], log: Path) -> Iterator[subp
                 raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)  # a poll interval, bounded by the deadline
         yield process
+
+
+S3_REGION = "us-east-1"
+
+
+@contextmanager
+def s3_server(log: Path) -> Iterator[dict[str, str]]:
+    """moto's standalone S3-compatible server on a free loopback port, in a process group of its own;
+    yields the AWS settings that point botocore (s3fs, every child process) at it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with group(command, env=os.environ, cwd=REPO_ROOT, log=log, first=signal.SIGTERM) as process:
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"moto's S3 server did not start:\n{log.read_text()[-3000:]}"
+                    ) from None
+                time.sleep(0.1)  # a poll interval, bounded by the deadline
+        yield {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "synctera-test",
+            "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(12)}",
+            "AWS_DEFAULT_REGION": S3_REGION,
+            "AWS_REGION": S3_REGION,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One S3-compatible server for the session (each test has a bucket of its own)."""
+    with s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as settings:
+        yield settings
+
+
+@pytest.fixture
+def bucket(s3_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``s3://<a bucket of this test's own>``, removed after it; this process's AWS settings point
+    at the test server."""
+    for name, value in s3_settings.items():
+        monkeypatch.setenv(name, value)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    name = f"synctera-test-{secrets.token_hex(6)}"
+    fs.mkdir(name)
+    try:
+        yield f"s3://{name}"
+    finally:
+        fs.rm(name, recursive=True)
+        s3fs.S3FileSystem.clear_instance_cache()

@@ -22,6 +22,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pipelines.lake import lake_from_env
+from pipelines.locks import LOCK_URL_VARIABLE
 from pipelines.process_group import group
 from pipelines.run import backfill_command, prepare_dagster_home
 from pipelines.sandbox import Sandbox, SandboxConfig
@@ -29,7 +31,7 @@ from pipelines.sandbox.process import sandbox_process
 from pipelines.settings import REPO_ROOT
 
 from .conftest import assert_warehouse_matches, utc_today, warehouse_facts
-from .services import PG_VARIABLES, broker_url, celery_worker, database, instance_env
+from .services import PG, PG_VARIABLES, broker_url, celery_worker, database, instance_env
 
 pytestmark = [pytest.mark.scale_out, pytest.mark.slow]
 __all__ = ["broker_url", "database"]  # fixtures of services, used here
@@ -86,20 +88,37 @@ def _environments(
     return distributed, local
 
 
+@pytest.mark.parametrize("lake", ["shared directory", "object store"])
 def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_process(
-    tmp_path: Path, database: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    database: str,
+    broker_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    lake: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """With ``object store``, the lake is a bucket and every process (the launcher, each worker) has
+    a work directory of its own, as on machines of their own: shards sealed by one worker reach the
+    publish step on another through the bucket."""
     end = utc_today() - ONE_DAY
     start = end - 20 * ONE_DAY
     sandbox_args = [f"--{k.replace('_', '-')}={v}" for k, v in SANDBOX.items()]
     names = ["worker-a@synctera-test", "worker-b@synctera-test"]
+    on_store: dict[str, str] = {}
+    if lake == "object store":
+        lock_url = f"postgresql://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{database}"
+        location = request.getfixturevalue("bucket") + "/celery"
+        on_store = {"SYNCTERA_DATA_DIR": location, LOCK_URL_VARIABLE: lock_url}
     with ExitStack() as stack:
         base_url = stack.enter_context(sandbox_process(sandbox_args, api_key=KEY))
         distributed, local = _environments(tmp_path, base_url, start, database, broker_url)
+        distributed |= on_store | ({"SYNCTERA_WORK_DIR": str(tmp_path / "work-launcher")} if on_store else {})
         for name in names:
-            stack.enter_context(celery_worker(name, distributed, tmp_path / f"{name}.log"))
+            own = {"SYNCTERA_WORK_DIR": str(tmp_path / f"work-{name}")} if on_store else {}
+            stack.enter_context(celery_worker(name, distributed | own, tmp_path / f"{name}.log"))
         _backfill(distributed, start, end)
         _backfill(local, start, end)
+    celery_lake = lake_from_env(distributed)
 
     # Every step of the distributed run was executed by one of the workers.
     for key in PG_VARIABLES:
@@ -137,15 +156,18 @@ def test_a_backfill_on_celery_workers_lands_the_warehouse_of_a_run_in_one_proces
     assert {worker_of[step] for step in shard_steps} == set(names)
 
     # The same warehouse: every row of every day not flagged, the same proven and flagged days.
-    celery_rows, celery_proven, celery_flagged = warehouse_facts(tmp_path / "celery_data")
+    celery_rows, celery_proven, celery_flagged = warehouse_facts(celery_lake)
     local_rows, local_proven, local_flagged = warehouse_facts(tmp_path / "local_data")
     assert celery_rows == local_rows and celery_rows
     assert celery_proven == local_proven and celery_proven
     assert celery_flagged == local_flagged
     # ... and both are the sandbox's truth (a flagged day holds 500 of its true rows).
     truth = Sandbox(SandboxConfig(**SANDBOX))  # type: ignore[arg-type]
-    assert assert_warehouse_matches(truth, tmp_path / "celery_data", start, end)
+    assert assert_warehouse_matches(truth, celery_lake, start, end)
     assert_warehouse_matches(truth, tmp_path / "local_data", start, end)
+    if celery_lake.store is not None:  # the bucket holds partitions alone: the seals are gone
+        files = celery_lake.store.files("")
+        assert files and [k for k in files if not k.endswith("/part-0.parquet")] == []
 
 
 def test_a_worker_killed_mid_shard_loses_nothing_and_duplicates_nothing(

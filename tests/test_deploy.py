@@ -34,6 +34,7 @@ SECRET_SETTINGS = {"SYNCTERA_API_KEY", REDIS_URL_VARIABLE, CELERY_BROKER_VARIABL
 NOT_DEPLOYED = {
     "SYNCTERA_SANDBOX_API_KEY": "the built-in sandbox on loopback only",
     CELERY_BROKER_VARIABLE: "runs keep the in-process executor: one run, one pod",
+    "SYNCTERA_WORK_DIR": "read only with an s3:// lake; these values put the lake on a volume",
 }
 
 PG_SETTINGS = {

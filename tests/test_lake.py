@@ -272,14 +272,14 @@ def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path
     first = store.replace_partition("transactions", DAY, _rows(DAY, 3))
     next_day = DAY + dt.timedelta(days=1)
     second = store.replace_partition("transactions", next_day, _rows(next_day, 2))  # t0, t1 again
-    assert _duplicate_keys([[first], [second]]) == 0  # each block alone is clean
-    assert _duplicate_keys([[first, second]]) == 2
+    assert _duplicate_keys(store, [[first], [second]]) == 0  # each block alone is clean
+    assert _duplicate_keys(store, [[first, second]]) == 2
     # The key is the pair: another account's t0 and t1 on the same day are not duplicates.
     both = store.replace_partition(
         "transactions", DAY, pa.concat_tables([_rows(DAY, 3), _rows(DAY, 2, account="b")])
     )
-    assert _duplicate_keys([[both]]) == 0
-    assert _duplicate_keys([[both, second]]) == 2
+    assert _duplicate_keys(store, [[both]]) == 0
+    assert _duplicate_keys(store, [[both, second]]) == 2
 
 
 _REPLACER = """

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import records
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
@@ -30,7 +28,7 @@ class ListingSummary:
     pages: int
     repeated: int  # accounts the listing returned more than once (each kept once)
     observed_at: dt.datetime
-    path: Path
+    path: str  # the partition written: a local path or an s3:// URI
     stats: StatsSnapshot
     table: pa.Table
 
@@ -78,5 +76,5 @@ def latest_accounts(lake: Lake) -> tuple[list[str], dt.date]:
     days = lake.partitions(TABLE)
     if not days:
         raise NoSnapshotError("no external_accounts snapshot yet: materialize external_accounts first")
-    table = pq.read_table(lake.partition_file(TABLE, days[-1]), columns=["account_id"])
+    table = lake.read_partition(TABLE, days[-1], columns=["account_id"])
     return table.column("account_id").to_pylist(), days[-1]

@@ -145,6 +145,13 @@ def shard_dir(lake: Lake, run_key: str, shard: Shard) -> Path:
     return lake.run_dir(run_key) / f"transactions-{shard.name}"
 
 
+def sealed_shard(lake: Lake, run_key: str, shard: Shard) -> ShardFetch:
+    """``shard``'s seal of the run ``run_key``, from whichever machine sealed it last."""
+    directory = shard_dir(lake, run_key, shard)
+    lake.retrieve(directory, mark=FIGURES_FILE)
+    return ShardFetch.load(directory)
+
+
 def freeze_accounts(lake: Lake, run_key: str, account_ids: list[str], snapshot_day: dt.date) -> None:
     """The listing a run's shards all split, taken once: a listing taken while they run is not theirs."""
     directory = lake.run_dir(run_key)
@@ -152,11 +159,13 @@ def freeze_accounts(lake: Lake, run_key: str, account_ids: list[str], snapshot_d
     pending = directory / f"{ACCOUNTS_FILE}.pending"
     pending.write_text(json.dumps({"snapshot_day": snapshot_day.isoformat(), "account_ids": account_ids}))
     pending.replace(directory / ACCOUNTS_FILE)
+    lake.share(directory / ACCOUNTS_FILE)
 
 
 def frozen_accounts(lake: Lake, run_key: str) -> tuple[list[str], dt.date]:
     """``freeze_accounts``' listing of the run ``run_key``."""
     path = lake.run_dir(run_key) / ACCOUNTS_FILE
+    lake.retrieve(path)
     try:
         frozen = json.loads(path.read_text())
     except FileNotFoundError:

@@ -18,14 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import ledger
 from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
-from pipelines.ingest.seals import ShardFetch, ShardMismatchError, shard_dir
+from pipelines.ingest.seals import FIGURES_FILE, ShardFetch, ShardMismatchError, shard_dir
 from pipelines.lake import TRANSACTION_WINDOWS, TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
@@ -77,13 +75,13 @@ def _row_date(row: Transaction) -> dt.date:
     return day
 
 
-def duplicate_keys(blocks: list[list[Path]]) -> int:
+def duplicate_keys(lake: Lake, blocks: list[list[str]]) -> int:
     """Keys written more than once, counted block by block of partitions so that memory stays flat
     however many rows the run wrote. (An id in two blocks of one run cannot be written: fetching
     fails on an id seen in two windows of an account.) DuckDB, already loaded for the views, adds
     less memory than Arrow's group-by, which kept several times as much."""
     spill = tempfile.TemporaryDirectory(prefix="synctera-dup-check-")
-    connection = duckdb.connect(config={"memory_limit": "32MB", "threads": 1, "temp_directory": spill.name})
+    connection = lake.duckdb({"memory_limit": "32MB", "threads": 1, "temp_directory": spill.name})
     duplicates = 0
     try:
         for paths in blocks:
@@ -92,7 +90,7 @@ def duplicate_keys(blocks: list[list[Path]]) -> int:
             row = connection.execute(
                 "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
                 "GROUP BY ALL HAVING count(*) > 1)",
-                [[str(p) for p in paths]],
+                [paths],
             ).fetchone()
             duplicates += int(row[0]) if row else 0
     finally:
@@ -194,6 +192,7 @@ def fetch_shard(
             wall_seconds=time.monotonic() - began,
         )
         fetched.save(ledger.windows_table(windows, run_id=run_id))
+        lake.share(target, last=FIGURES_FILE)  # the publish step may run on another machine
     emit(f"transactions{of_shard}: {fetched.rows} rows fetched with {fetched.calls} calls; sealed")
     return fetched
 
@@ -231,7 +230,7 @@ def publish(
             )
     days = days_between(start, end)
     emit(f"transactions: {sum(f.rows for f in fetches)} rows fetched; writing {len(days)} partitions")
-    written: list[list[Path]] = []
+    written: list[list[str]] = []
     with publishing(lake, TABLE):  # a concurrent run writing these days waits for this one
         # A re-execution of an old run would put back what it saw then, over later postings: refused
         # once a run that fetched after all of these shards had finished has published these days.
@@ -253,8 +252,8 @@ def publish(
         lake.replace_accounts("transaction_windows", days, windows, accounts=account_ids)
         # Read back under the lock: a concurrent run may replace these files the moment it is
         # released, and a scan that spans a replacement fails (DuckDB reopens files mid-query).
-        written_duplicates = duplicate_keys(written)
-        partition_rows = {path: pq.ParquetFile(path).metadata.num_rows for block in written for path in block}
+        written_duplicates = duplicate_keys(lake, written)
+        partition_rows = {day: lake.partition_rows(TABLE, day) for day in days}
     for run_dir in {f.directory.parent for f in fetches}:
         lake.remove_run_dir(run_dir)
 
@@ -270,8 +269,8 @@ def publish(
         for day, n in fetched.windows_complete_by_day.items():
             if day in figures:
                 figures[day].windows_complete += n
-    for path, held in partition_rows.items():
-        figures[dt.date.fromisoformat(path.parent.name.removeprefix("date="))].partition_rows = held
+    for day, held in partition_rows.items():
+        figures[day].partition_rows = held
     return TransactionsSummary(
         start=start,
         end=end,
