@@ -77,14 +77,14 @@ class PostgresLocks:
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
         with self._session() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [self.key(name)])
+            _wait_for(cursor, "SELECT pg_advisory_lock(%s)", self.key(name))
             yield
 
     @contextmanager
     def shared(self, names: Sequence[str]) -> Iterator[None]:
         with self._session() as cursor:
             for name in sorted(set(names)):  # one order for every reader
-                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [self.key(name)])
+                _wait_for(cursor, "SELECT pg_advisory_lock_shared(%s)", self.key(name))
             yield
 
     @contextmanager
@@ -121,6 +121,29 @@ class PostgresLocks:
                 yield cursor
         finally:
             connection.close()  # ends the session: its locks go with it
+
+
+WAIT_SLICE = "1s"
+"""How long one lock request waits in the server before control comes back to Python."""
+
+
+def _wait_for(cursor: Any, statement: str, key: int) -> None:
+    """``statement`` (a blocking advisory-lock request), waited for in slices of ``WAIT_SLICE``.
+
+    libpq blocks in C while the server waits, and Python runs signal handlers only between
+    bytecodes: a run terminated from Dagster's UI (SIGTERM, raised as an interrupt in the run) or a
+    Ctrl-C would wait for the lock first, however long another run holds it. ``lock_timeout`` ends
+    each wait in the server after a slice, and the request is made again, with no client sleep."""
+    from psycopg2 import errors
+
+    cursor.execute("SET lock_timeout = %s", [WAIT_SLICE])
+    while True:
+        try:
+            cursor.execute(statement, [key])
+        except errors.LockNotAvailable:
+            continue  # a slice has passed: a pending signal's handler runs here
+        cursor.execute("SET lock_timeout = 0")  # this session's later statements never time out
+        return
 
 
 class LockServiceError(RuntimeError):

@@ -131,3 +131,59 @@ def test_a_lake_locked_in_postgresql_refuses_a_process_that_would_lock_it_with_f
     assert isinstance(locks_for(tmp_path, {LOCK_URL_VARIABLE: "postgresql://unused"}), PostgresLocks)
     with pytest.raises(RuntimeError, match=f"locked through PostgreSQL .* set {LOCK_URL_VARIABLE}"):
         locks_for(tmp_path, {})
+
+
+WAITER = """
+import sys
+from pathlib import Path
+from pipelines.lake import Lake
+try:
+    print("waiting", flush=True)
+    with Lake(Path(sys.argv[1])).lock("transactions"):
+        print("taken", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def _until_a_session_waits_for_a_lock(url: str) -> None:
+    """Polls the server until one of the lake's lock sessions is blocked on a lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        connection = psycopg2.connect(url)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'synctera-lake-lock' AND wait_event_type = 'Lock'"
+                )
+                (waiting,) = cursor.fetchone()
+        finally:
+            connection.close()
+        if waiting:
+            return
+        time.sleep(0.05)  # a poll interval, bounded by the deadline
+    raise AssertionError("no session came to wait for the lock")
+
+
+def test_a_run_waiting_for_a_lock_stops_when_it_is_terminated(tmp_path: Path, database: str) -> None:
+    """An operator terminates a run that waits behind another's publish (Dagster raises the
+    termination in the run as a signal's interrupt; Ctrl-C is the same): it stops while the other
+    still holds the lock, instead of when the lock is free."""
+    url = _url(database)
+    with _holder(tmp_path, "exclusive", url) as holder:
+        env = {**os.environ, LOCK_URL_VARIABLE: url}
+        with subprocess.Popen(
+            [sys.executable, "-c", WAITER, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
+        ) as waiter:
+            assert waiter.stdout is not None
+            assert waiter.stdout.readline().strip() == "waiting"
+            _until_a_session_waits_for_a_lock(url)
+            waiter.send_signal(signal.SIGINT)
+            try:
+                output, _ = waiter.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                waiter.kill()
+                raise AssertionError("still waiting for the lock 30 s after the interrupt") from None
+            assert output.strip() == "interrupted"
+            assert holder.poll() is None  # the lock was never free: the holder still runs
