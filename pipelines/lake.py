@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.locks import hold, locks_for
+from pipelines.locks import confirm_held, hold, locks_for
 from pipelines.object_store import ObjectStore
 from pipelines.settings import data_dir_from_env, object_store_from_env
 
@@ -363,6 +363,7 @@ class Lake:
         temporary = staging / f"{table}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(data, temporary, compression="zstd")
+            confirm_held()  # the table's lock, if its session died during the write
             if self.store is not None:
                 self.store.upload(temporary, self._partition_key(table, day))
             else:

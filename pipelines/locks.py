@@ -13,8 +13,9 @@ import fcntl
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,6 +23,31 @@ if TYPE_CHECKING:
     from pipelines.object_store import ObjectStore
 
 LOCK_URL_VARIABLE = "SYNCTERA_LOCK_URL"
+
+
+class LockLostError(RuntimeError):
+    """An exclusive lock this run holds is gone (its PostgreSQL session ended: a server restart, a
+    network cut, an administrator): another run may hold it now, so nothing more is written."""
+
+
+_HELD: ContextVar[tuple[Callable[[], None], ...]] = ContextVar("synctera_held_locks", default=())
+
+
+def confirm_held() -> None:
+    """Raise ``LockLostError`` if an exclusive lock held here is gone. Called right before each
+    write that relies on one: a run that lost its lock mid-publish stops at the next partition,
+    instead of replacing partitions alongside the run that took the lock next."""
+    for confirm in _HELD.get():
+        confirm()
+
+
+@contextmanager
+def _holding(confirm: Callable[[], None]) -> Iterator[None]:
+    token = _HELD.set((*_HELD.get(), confirm))
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
 
 
 class Locks(Protocol):
@@ -76,9 +102,24 @@ class PostgresLocks:
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
+        import psycopg2
+
         with self._session() as cursor:
             _wait_for(cursor, "SELECT pg_advisory_lock(%s)", self.key(name))
-            yield
+
+            def confirm() -> None:
+                # A session lock lives as long as its session: a session that answers still holds it.
+                try:
+                    cursor.execute("SELECT 1")
+                except psycopg2.Error as exc:
+                    first = str(exc).strip().splitlines()[:1]
+                    raise LockLostError(
+                        f"the lake's {name!r} lock was lost with its PostgreSQL session ({first}): "
+                        "nothing more is written; run again"
+                    ) from None
+
+            with _holding(confirm):
+                yield
 
     @contextmanager
     def shared(self, names: Sequence[str]) -> Iterator[None]:

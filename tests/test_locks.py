@@ -15,9 +15,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from pipelines.locks import LOCK_URL_VARIABLE, FileLocks, PostgresLocks, lake_id, locks_for
+from pipelines.lake import Lake
+from pipelines.locks import LOCK_URL_VARIABLE, FileLocks, LockLostError, PostgresLocks, lake_id, locks_for
 
 from .services import PG, database
+from .test_lake import DAY, _rows
 
 pytestmark = pytest.mark.scale_out
 __all__ = ["database"]  # a fixture of services, used here
@@ -187,3 +189,28 @@ def test_a_run_waiting_for_a_lock_stops_when_it_is_terminated(tmp_path: Path, da
                 raise AssertionError("still waiting for the lock 30 s after the interrupt") from None
             assert output.strip() == "interrupted"
             assert holder.poll() is None  # the lock was never free: the holder still runs
+
+
+def test_a_run_that_loses_its_lock_mid_publish_writes_nothing_more(
+    tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the lock's session (a restart, a network cut): another run may take the lock
+    at once, so the run that held it stops before its next partition, naming the lock."""
+    url = _url(database)
+    monkeypatch.setenv(LOCK_URL_VARIABLE, url)
+    lake = Lake(tmp_path)
+    with lake.lock("transactions"):
+        lake.replace_partition("transactions", DAY, _rows(DAY, 4))  # held: written
+        connection = psycopg2.connect(url)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'synctera-lake-lock' AND datname = current_database()"
+                )
+                assert cursor.fetchall() == [(True,)]
+        finally:
+            connection.close()
+        with pytest.raises(LockLostError, match="'transactions' lock was lost"):
+            lake.replace_partition("transactions", DAY, _rows(DAY, 9))
+    assert lake.read_partition("transactions", DAY).num_rows == 4
