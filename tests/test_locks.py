@@ -148,21 +148,25 @@ except KeyboardInterrupt:
 """
 
 
+def _lock_sessions(url: str, select: str) -> list[tuple[object, ...]]:
+    """``select`` over the lake's lock sessions in ``url``'s database (``pg_stat_activity`` as ``s``)."""
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{select} FROM pg_stat_activity AS s "
+                "WHERE application_name = 'synctera-lake-lock' AND datname = current_database()"
+            )
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
 def _until_a_session_waits_for_a_lock(url: str) -> None:
     """Polls the server until one of the lake's lock sessions is blocked on a lock."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        connection = psycopg2.connect(url)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = 'synctera-lake-lock' AND wait_event_type = 'Lock'"
-                )
-                (waiting,) = cursor.fetchone()
-        finally:
-            connection.close()
-        if waiting:
+        if _lock_sessions(url, "SELECT count(*) FILTER (WHERE s.wait_event_type = 'Lock')") != [(0,)]:
             return
         time.sleep(0.05)  # a poll interval, bounded by the deadline
     raise AssertionError("no session came to wait for the lock")
@@ -201,16 +205,7 @@ def test_a_run_that_loses_its_lock_mid_publish_writes_nothing_more(
     lake = Lake(tmp_path)
     with lake.lock("transactions"):
         lake.replace_partition("transactions", DAY, _rows(DAY, 4))  # held: written
-        connection = psycopg2.connect(url)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'synctera-lake-lock' AND datname = current_database()"
-                )
-                assert cursor.fetchall() == [(True,)]
-        finally:
-            connection.close()
+        assert _lock_sessions(url, "SELECT pg_terminate_backend(s.pid)") == [(True,)]
         with pytest.raises(LockLostError, match="'transactions' lock was lost"):
             lake.replace_partition("transactions", DAY, _rows(DAY, 9))
     assert lake.read_partition("transactions", DAY).num_rows == 4
