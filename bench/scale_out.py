@@ -143,6 +143,8 @@ def run_once(workers: int, *, accounts: int, days: int, seed: int, realistic: bo
         "cpu_seconds": cpu,  # workers (from their start) + the CLI's run coordinator
         "worker_peak_pss_mib": max(s.footprint.peak_pss_mib for s in samplers),
         "worker_peak_rss_mib": max(s.footprint.peak_rss_mib for s in samplers),
+        # The processes of the worker whose tree peaked highest, at that moment (command, PSS MiB).
+        "worker_at_peak": max(samplers, key=lambda s: s.footprint.peak_pss_mib).footprint.at_peak[:6],
         "warehouse": digest,
         "longest_account_seconds": longest,
         **totals,
