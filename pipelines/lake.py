@@ -298,11 +298,6 @@ class Lake:
             return self.store.uri(self._partition_key(table, day))
         return str(self.partition_file(table, day))
 
-    def has_partition(self, table: str, day: dt.date) -> bool:
-        if self.store is not None:
-            return self.store.exists(self._partition_key(table, day))
-        return self.partition_file(table, day).exists()
-
     def read_partition(self, table: str, day: dt.date, *, columns: list[str] | None = None) -> pa.Table:
         schema = None if columns else TABLES[table]
         if self.store is not None:
@@ -391,11 +386,13 @@ class Lake:
             raise ValueError(f"{table}: rows dated {', '.join(map(str, stray))}, outside the days replaced")
         schema = TABLES[table]
         covered = pa.array(sorted(set(accounts)), pa.string())
-        existing = set(self.partitions(table)) if self.store is not None else None  # one listing
+        # In a store, one listing for all the days instead of a request for each.
+        listed = set(self.partitions(table)) if self.store is not None else None
         written = []
         for day in days:
             fresh = by_day.get(day, schema.empty_table())
-            if day in existing if existing is not None else self.has_partition(table, day):
+            held = day in listed if listed is not None else self.partition_file(table, day).exists()
+            if held:
                 old = self.read_partition(table, day)
                 kept = old.filter(pc.invert(pc.is_in(old.column("account_id"), value_set=covered)))
                 fresh = pa.concat_tables([kept, fresh]) if kept.num_rows else fresh

@@ -111,11 +111,6 @@ class ObjectStore:
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
 
-    def keys(self, pattern: str) -> list[str]:
-        """The keys matching ``pattern`` (an fsspec glob relative to the prefix)."""
-        base = self._path("")
-        return [found.removeprefix(base) for found in self.fs.glob(self._path(pattern))]
-
     def files(self, key: str) -> dict[str, dt.datetime]:
         """Every object under ``key/`` (or the whole prefix for ``""``) and when it was last written,
         in one paginated listing (folder markers left out)."""

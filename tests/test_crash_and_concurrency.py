@@ -86,7 +86,7 @@ def _only_partition_files(lake: Lake) -> None:
     """What the views glob (<table>/*/*.parquet) sees is only whole partition files."""
     for table in TABLES:
         if lake.store is not None:
-            found = lake.store.keys(f"{table}/*/*")
+            found = list(lake.store.files(table))
         else:
             found = [str(path) for path in (lake.root / table).glob("*/*")]
         for path in found:
