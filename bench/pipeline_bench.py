@@ -8,7 +8,9 @@
 The pipeline runs in this process (Dagster's in-process executor), so ``ru_maxrss`` and the CPU
 seconds are the pipeline's own; the sandbox's CPU is reported separately (a waited-for child).
 With ``--bare`` a bare client (``bench.bare_client``) then GETs the same responses in a process of
-its own and only decodes the JSON: the CPU floor. ``--json`` prints one JSON object instead of text.
+its own and only decodes the JSON: the CPU floor; and again with ``--strict`` (decode with the
+pipeline's checks, Arrow, Parquet per day): the least a correct pipeline costs. ``--json`` prints one
+JSON object instead of text.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def run_once(
         (children.ru_utime + children.ru_stime)
         - (children_before.ru_utime + children_before.ru_stime)
         - figures.get("bare_cpu_total_seconds", 0.0)
+        - figures.get("strict_cpu_total_seconds", 0.0)
     )
 
     meta = {}
@@ -169,14 +172,18 @@ def _bare(base_url: str, key: str, data_dir: Path, concurrency: int) -> dict[str
     ).fetchall()
     plan = data_dir.parent / "bare-plan.json"
     plan.write_text(json.dumps({"windows": windows, "accounts": sorted({w[0] for w in windows})}))
-    output = subprocess.run(  # noqa: S603 (our own module, our own arguments)
-        [sys.executable, "-m", "bench.bare_client", base_url, str(plan), str(concurrency)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "BENCH_API_KEY": key},
-    ).stdout
-    return {f"bare_{k}": v for k, v in json.loads(output).items()}
+    figures: dict[str, Any] = {}
+    for prefix, extra in (("bare", []), ("strict", ["--strict", str(data_dir.parent / "strict")])):
+        done = subprocess.run(  # noqa: S603 (our own module, our own arguments)
+            [sys.executable, "-m", "bench.bare_client", base_url, str(plan), str(concurrency), *extra],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENCH_API_KEY": key},
+        )
+        if done.returncode:
+            raise RuntimeError(f"bench.bare_client {' '.join(extra)} failed:\n{done.stderr[-3000:]}")
+        figures.update({f"{prefix}_{k}": v for k, v in json.loads(done.stdout).items()})
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Generic, ParamSpec, Self, TypedDict, TypeVar, overload
 import httpx
 from typing_extensions import Unpack
 
-from . import models, operations
+from . import models, operations, sockets
 from .adaptive import AdaptiveLimit, AsyncGate, ConcurrencyLimit, FixedLimit
 from .auth import ApiKey, BearerAuth
 from .errors import PaginationError
@@ -381,6 +381,7 @@ class AsyncSyncteraClient(_ClientCore):
         )
         self._gate = AsyncGate(self.concurrency)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options(timeout))
+        sockets.install(self._http)
 
     add_external_accounts = _AsyncOperation(operations.add_external_accounts)
     add_vendor_external_accounts = _AsyncOperation(operations.add_vendor_external_accounts)
