@@ -125,15 +125,16 @@ class Reconciliation:
 
 def reconcile(lake: Lake, *, lookback_days: int) -> Reconciliation:
     """Every pair of consecutive error-free balance observations, checked against the transactions."""
-    connection = lake.duckdb({"threads": 1, "memory_limit": "256MB"})
-    try:
-        connection.execute("SET TimeZone = 'UTC'")
-        create_views(connection, lake)
-        pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
-        with lake.reading(*TABLES):  # not while a run replaces partitions
-            rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
-    finally:
-        connection.close()
+    with lake.reader_config() as config:
+        connection = lake.duckdb(config)
+        try:
+            connection.execute("SET TimeZone = 'UTC'")
+            create_views(connection, lake)
+            pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
+            with lake.reading(*TABLES):  # not while a run replaces partitions
+                rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
+        finally:
+            connection.close()
     reconciled = waiting = unprovable = 0
     mismatches: list[Mismatch] = []
     for (

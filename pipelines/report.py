@@ -258,7 +258,11 @@ FIGURES: tuple[Callable[[duckdb.DuckDBPyConnection], Picture], ...] = (
 
 def pictures(lake: Lake) -> list[Picture]:
     # A context, not matplotlib's global settings: the code location imports this module.
-    with warehouse.reading(lake) as connection, mpl.rc_context(STYLE):  # type: ignore[arg-type]
+    with (
+        lake.reader_config() as config,
+        warehouse.reading(lake, config) as connection,
+        mpl.rc_context(STYLE),  # type: ignore[arg-type]
+    ):
         return [draw(connection) for draw in FIGURES]
 
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -131,26 +132,28 @@ def query(name: str) -> str:
     return (QUERIES / f"{name}.sql").read_text().strip().removesuffix(";")
 
 
-def connect(data_dir: Path, *, store: ObjectStore | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: Path, *, store: ObjectStore | None = None, config: dict[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the warehouse (any directory, any client opens the file the same
     way); ``store`` when the lake is on an object store, to read its ``s3://`` files."""
-    connection = duckdb.connect(str(data_dir / WAREHOUSE), read_only=True)
+    connection = duckdb.connect(str(data_dir / WAREHOUSE), read_only=True, config=config or {})
     if store is not None:
         store.register(connection)
     return connection
 
 
 @contextmanager
-def reading(lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading(lake: Lake, config: dict[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """``connect``, with no run replacing a partition until the connection is closed (see
     ``Lake.reading``): for the pipeline's own readers, which must not fail on a concurrent run."""
     with lake.reading(*TABLES):
         if lake.store is None:
-            connection = connect(lake.root)
+            connection = connect(lake.root, config=config)
         else:
             # Views built now, in memory: this machine's file may be missing (it never published)
             # or older than the lake (a table that had no partition then is an empty view in it).
-            connection = lake.duckdb()
+            connection = lake.duckdb(config)
             create_views(connection, lake)
         try:
             yield connection

@@ -282,6 +282,34 @@ def test_the_uniqueness_check_counts_a_key_written_twice_within_a_block(tmp_path
     assert _duplicate_keys(store, [[both, second]]) == 2
 
 
+def test_a_runs_own_duckdb_reads_are_bounded_and_spill_into_a_directory_removed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # DuckDB's own default would spill into .tmp here
+    store = Lake(tmp_path / "data")
+    store.replace_partition("transactions", DAY, _rows(DAY, 3))
+    with store.reader_config("32MiB") as config:
+        connection = store.duckdb(config)
+        limit, threads, spill = connection.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'), "
+            "current_setting('temp_directory')"
+        ).fetchall()[0]
+        # A group-by far larger than the limit completes by spilling to the run's own directory.
+        groups = connection.execute(
+            "SELECT count(*) FROM (SELECT md5(i::VARCHAR) AS h, count(*) FROM range(3000000) t(i) GROUP BY h)"
+        ).fetchall()[0][0]
+        connection.close()
+        assert Path(spill).is_dir()
+    assert (limit, threads, groups) == ("32.0 MiB", 1, 3_000_000)
+    assert not Path(spill).exists()
+    assert not (tmp_path / ".tmp").exists()
+    warehouse.refresh_views(store)
+    with store.reader_config() as config, warehouse.reading(store, config) as reader:
+        assert reader.execute(
+            "SELECT current_setting('memory_limit'), count(*) FROM transactions"
+        ).fetchall() == [("64.0 MiB", 3)]
+
+
 _REPLACER = """
 import datetime as dt, sys
 from pathlib import Path

@@ -11,7 +11,6 @@ process with one shard. Each day's own figures are kept for its partition's meta
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -80,22 +79,21 @@ def duplicate_keys(lake: Lake, blocks: list[list[str]]) -> int:
     however many rows the run wrote. (An id in two blocks of one run cannot be written: fetching
     fails on an id seen in two windows of an account.) DuckDB, already loaded for the views, adds
     less memory than Arrow's group-by, which kept several times as much."""
-    spill = tempfile.TemporaryDirectory(prefix="synctera-dup-check-")
-    connection = lake.duckdb({"memory_limit": "32MB", "threads": 1, "temp_directory": spill.name})
     duplicates = 0
-    try:
-        for paths in blocks:
-            if not paths:
-                continue
-            row = connection.execute(
-                "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
-                "GROUP BY ALL HAVING count(*) > 1)",
-                [paths],
-            ).fetchone()
-            duplicates += int(row[0]) if row else 0
-    finally:
-        connection.close()
-        spill.cleanup()
+    with lake.reader_config("32MiB") as config:
+        connection = lake.duckdb(config)
+        try:
+            for paths in blocks:
+                if not paths:
+                    continue
+                row = connection.execute(
+                    "SELECT count(*) FROM (SELECT account_id, transaction_id FROM read_parquet(?) "
+                    "GROUP BY ALL HAVING count(*) > 1)",
+                    [paths],
+                ).fetchone()
+                duplicates += int(row[0]) if row else 0
+        finally:
+            connection.close()
     return duplicates
 
 
