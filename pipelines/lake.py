@@ -16,17 +16,18 @@ import datetime as dt
 import fcntl
 import hashlib
 import itertools
+import logging
 import os
 import re
 import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,8 +41,13 @@ from pipelines.settings import data_dir_from_env, object_store_from_env
 if TYPE_CHECKING:
     import duckdb
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 STAGING = ".staging"
 SHARDS = ".shards"
+READER_MEMORY = ("64MiB", "1GiB")
+"""The memory limits a run's own DuckDB reads try in turn (``Lake.read_bounded``)."""
 SHARD_RETENTION = dt.timedelta(days=7)
 """How long a run's sealed shards wait for their publish step (a re-execution from failure)."""
 _RUN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -334,13 +340,28 @@ class Lake:
 
     @staticmethod
     @contextmanager
-    def reader_config(memory_limit: str = "64MiB") -> Iterator[dict[str, Any]]:
+    def reader_config(memory_limit: str = READER_MEMORY[0]) -> Iterator[dict[str, Any]]:
         """DuckDB settings for a run's own reads: one thread (the run has its own work) and at most
         ``memory_limit`` of DuckDB's buffers, spilling to a directory of its own, removed afterwards
         (DuckDB's default for an in-memory database is ``.tmp`` in the working directory). Without a
         limit DuckDB takes up to 80 % of the machine: at M the report's queries added 200 MiB."""
         with tempfile.TemporaryDirectory(prefix="synctera-duckdb-") as spill:
             yield {"threads": 1, "memory_limit": memory_limit, "temp_directory": spill}
+
+    def read_bounded(self, work: Callable[[dict[str, Any]], T], limits: Sequence[str] = READER_MEMORY) -> T:
+        """``work(config)`` with ``reader_config`` under each limit in turn, until one is enough: what
+        DuckDB cannot spill (file metadata, window state) grows with the book, and a larger book
+        must cost memory, not the run."""
+        import duckdb
+
+        for limit in limits[:-1]:
+            try:
+                with self.reader_config(limit) as config:
+                    return work(config)
+            except duckdb.OutOfMemoryException as exc:
+                log.warning("DuckDB needed more than %s (%s): reading again with more", limit, exc)
+        with self.reader_config(limits[-1]) as config:
+            return work(config)
 
     def duckdb(self, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection that reads this lake's files wherever they are."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.lake import TABLES, Lake
 from pipelines.warehouse import create_views, query
@@ -125,16 +126,19 @@ class Reconciliation:
 
 def reconcile(lake: Lake, *, lookback_days: int) -> Reconciliation:
     """Every pair of consecutive error-free balance observations, checked against the transactions."""
-    with lake.reader_config() as config:
+    pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
+
+    def pairs(config: dict[str, Any]) -> list[tuple[Any, ...]]:
         connection = lake.duckdb(config)
         try:
             connection.execute("SET TimeZone = 'UTC'")
             create_views(connection, lake)
-            pairs_sql = _PAIRS_SQL.replace("{completeness}", query("completeness"))
             with lake.reading(*TABLES):  # not while a run replaces partitions
-                rows = connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
+                return connection.execute(pairs_sql, {"settle": lookback_days}).fetchall()
         finally:
             connection.close()
+
+    rows = lake.read_bounded(pairs)
     reconciled = waiting = unprovable = 0
     mismatches: list[Mismatch] = []
     for (

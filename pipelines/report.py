@@ -257,13 +257,12 @@ FIGURES: tuple[Callable[[duckdb.DuckDBPyConnection], Picture], ...] = (
 
 
 def pictures(lake: Lake) -> list[Picture]:
-    # A context, not matplotlib's global settings: the code location imports this module.
-    with (
-        lake.reader_config() as config,
-        warehouse.reading(lake, config) as connection,
-        mpl.rc_context(STYLE),  # type: ignore[arg-type]
-    ):
-        return [draw(connection) for draw in FIGURES]
+    def draw_all(config: dict[str, Any]) -> list[Picture]:
+        # A context, not matplotlib's global settings: the code location imports this module.
+        with warehouse.reading(lake, config) as connection, mpl.rc_context(STYLE):  # type: ignore[arg-type]
+            return [draw(connection) for draw in FIGURES]
+
+    return lake.read_bounded(draw_all)
 
 
 def markdown(pictures: list[Picture]) -> str:

@@ -310,6 +310,23 @@ def test_a_runs_own_duckdb_reads_are_bounded_and_spill_into_a_directory_removed_
         ).fetchall() == [("64.0 MiB", 3)]
 
 
+def test_a_read_that_outgrows_its_memory_limit_is_read_again_under_the_next(tmp_path: Path) -> None:
+    store = Lake(tmp_path)
+    tried: list[str] = []
+
+    def sort(config: dict[str, str]) -> int:
+        tried.append(config["memory_limit"])
+        connection = store.duckdb(config)
+        try:  # a sort's runs need more than a few MiB pinned at once, even when spilling
+            query = "SELECT count(*) FROM (SELECT md5(i::VARCHAR) AS h FROM range(2000000) t(i) ORDER BY h)"
+            return int(connection.execute(query).fetchall()[0][0])
+        finally:
+            connection.close()
+
+    assert store.read_bounded(sort, limits=("4MiB", "64MiB")) == 2_000_000
+    assert tried == ["4MiB", "64MiB"]
+
+
 _REPLACER = """
 import datetime as dt, sys
 from pathlib import Path
