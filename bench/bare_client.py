@@ -35,7 +35,7 @@ from pipelines.synctera import sockets
 async def replay(
     base_url: str, key: str, plan: dict[str, Any], concurrency: int, strict: Path | None = None
 ) -> dict[str, int]:
-    if strict is not None:  # not imported by the bare run: its CPU and memory carry none of it
+    if strict is not None:  # imported before the clock starts (see main), as the pipeline's are
         from pipelines.records import WindowRows, window_rows_table
         from pipelines.synctera import models
         from pipelines.synctera.rows import decode_transaction_batch

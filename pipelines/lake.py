@@ -338,14 +338,15 @@ class Lake:
             return self.store.uri(f"{table}/*/*.parquet")
         return str(self.table_dir(table) / "*" / "*.parquet")
 
-    @staticmethod
     @contextmanager
-    def reader_config(memory_limit: str = READER_MEMORY[0]) -> Iterator[dict[str, Any]]:
+    def reader_config(self, memory_limit: str = READER_MEMORY[0]) -> Iterator[dict[str, Any]]:
         """DuckDB settings for a run's own reads: one thread (the run has its own work) and at most
-        ``memory_limit`` of DuckDB's buffers, spilling to a directory of its own, removed afterwards
-        (DuckDB's default for an in-memory database is ``.tmp`` in the working directory). Without a
-        limit DuckDB takes up to 80 % of the machine: at M the report's queries added 200 MiB."""
-        with tempfile.TemporaryDirectory(prefix="synctera-duckdb-") as spill:
+        ``memory_limit`` of DuckDB's buffers, spilling into staging (on the lake's disk, not a tmpfs
+        ``/tmp``; a killed run's is swept by ``clear_staging``), removed afterwards. DuckDB's own
+        default takes up to 80 % of the machine (at M the report's queries added 200 MiB) and spills
+        an in-memory database into ``.tmp`` in the working directory."""
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="duckdb-", dir=self.staging_dir) as spill:
             yield {"threads": 1, "memory_limit": memory_limit, "temp_directory": spill}
 
     def read_bounded(self, work: Callable[[dict[str, Any]], T], limits: Sequence[str] = READER_MEMORY) -> T:

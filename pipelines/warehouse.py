@@ -132,12 +132,10 @@ def query(name: str) -> str:
     return (QUERIES / f"{name}.sql").read_text().strip().removesuffix(";")
 
 
-def connect(
-    data_dir: Path, *, store: ObjectStore | None = None, config: dict[str, Any] | None = None
-) -> duckdb.DuckDBPyConnection:
+def connect(data_dir: Path, *, store: ObjectStore | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the warehouse (any directory, any client opens the file the same
     way); ``store`` when the lake is on an object store, to read its ``s3://`` files."""
-    connection = duckdb.connect(str(data_dir / WAREHOUSE), read_only=True, config=config or {})
+    connection = duckdb.connect(str(data_dir / WAREHOUSE), read_only=True)
     if store is not None:
         store.register(connection)
     return connection
@@ -148,13 +146,11 @@ def reading(lake: Lake, config: dict[str, Any] | None = None) -> Iterator[duckdb
     """``connect``, with no run replacing a partition until the connection is closed (see
     ``Lake.reading``): for the pipeline's own readers, which must not fail on a concurrent run."""
     with lake.reading(*TABLES):
-        if lake.store is None:
-            connection = connect(lake.root, config=config)
-        else:
-            # Views built now, in memory: this machine's file may be missing (it never published)
-            # or older than the lake (a table that had no partition then is an empty view in it).
-            connection = lake.duckdb(config)
-            create_views(connection, lake)
+        # Views built now, in memory: with a store, this machine's file may be missing (it never
+        # published) or older than the lake; and DuckDB refuses a second connection to one file in
+        # a process with other settings (``config``) than a connection already open to it.
+        connection = lake.duckdb(config)
+        create_views(connection, lake)
         try:
             yield connection
         finally:

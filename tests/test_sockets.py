@@ -88,6 +88,9 @@ def test_the_synctera_client_installs_it_and_a_test_transport_is_left_alone() ->
             transport=httpx.MockTransport(lambda request: httpx.Response(200)),
         )
         async with real, mocked:
+            # Fails if the client stops installing it, or if httpx's internals move from under it.
+            backend = real._http._transport._pool._network_backend  # type: ignore[attr-defined]
+            assert isinstance(backend, sockets.PolledBackend)
             return sockets.install(real._http), sockets.install(mocked._http)
 
     assert asyncio.run(pools()) == (1, 0)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,7 +24,7 @@ from pipelines import ledger
 from pipelines.day_buffer import DayBuffer
 from pipelines.ingest import Cancelled, ClientFactory, Emit, run_cancellable
 from pipelines.ingest.seals import FIGURES_FILE, ShardFetch, ShardMismatchError, shard_dir
-from pipelines.lake import TRANSACTION_WINDOWS, TRANSACTIONS, Lake, days_between
+from pipelines.lake import READER_MEMORY, TRANSACTION_WINDOWS, TRANSACTIONS, Lake, days_between
 from pipelines.memory import release_free_memory
 from pipelines.progress import INTERVAL_SECONDS, Progress
 from pipelines.shards import Shard
@@ -79,8 +80,9 @@ def duplicate_keys(lake: Lake, blocks: list[list[str]]) -> int:
     however many rows the run wrote. (An id in two blocks of one run cannot be written: fetching
     fails on an id seen in two windows of an account.) DuckDB, already loaded for the views, adds
     less memory than Arrow's group-by, which kept several times as much."""
-    duplicates = 0
-    with lake.reader_config("32MiB") as config:
+
+    def count(config: dict[str, Any]) -> int:
+        duplicates = 0
         connection = lake.duckdb(config)
         try:
             for paths in blocks:
@@ -94,7 +96,9 @@ def duplicate_keys(lake: Lake, blocks: list[list[str]]) -> int:
                 duplicates += int(row[0]) if row else 0
         finally:
             connection.close()
-    return duplicates
+        return duplicates
+
+    return lake.read_bounded(count, limits=("32MiB", *READER_MEMORY))
 
 
 def fetch_shard(
