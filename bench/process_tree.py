@@ -5,12 +5,19 @@ Sampled with psutil every ``interval`` seconds from a thread of the benchmark (o
 processes). PSS (proportional set size) shares each page among the processes mapping it, so summed
 over a tree of forked or similar Python processes it is the memory the tree really holds; summed
 RSS counts shared libraries once per process. (The tree's CPU is the benchmark's own
-``RUSAGE_CHILDREN`` once the tree's root is reaped: exact, where sampling would miss short lives.)
+``RUSAGE_CHILDREN`` once the tree is reaped: exact, where sampling would miss short lives. A process
+whose parent exits without waiting for it, as the daemon's code server leaves its run worker, would
+be reaped by init and its CPU lost: ``adopt_orphans`` and ``reap`` bring it back.)
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -18,6 +25,34 @@ from typing import Self
 import psutil
 
 MIB = 1024 * 1024
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of its descendants' orphans (Linux), so that ``reap`` can wait
+    for them and ``RUSAGE_CHILDREN`` counts their CPU."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def reap(pids: Iterable[int], *, timeout: float = 60.0) -> None:
+    """Wait for each of ``pids`` that is (now) this process's child; SIGKILL, by its id, one still
+    running after ``timeout`` (an orphan its group's stop did not reach)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break  # not ours, or already reaped
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)  # a poll interval, bounded by the deadline
 
 
 @dataclass
@@ -39,6 +74,7 @@ class TreeSampler:
         self.root = psutil.Process(root_pid)
         self.interval = interval
         self.footprint = TreeFootprint()
+        self.seen: set[int] = set()  # every process of the tree at any sample (for ``reap``)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
 
@@ -57,6 +93,7 @@ class TreeSampler:
             processes = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
+        self.seen.update(p.pid for p in processes[1:])
         rss = pss = 0.0
         alive = 0
         breakdown = []
