@@ -55,15 +55,19 @@ ui: setup
 	SYNCTERA_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/v0 SYNCTERA_API_KEY=sandbox-api-key \
 	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
 
-# Workload S (200 accounts x 90 days, a few minutes); the backfill as operators run it (the CLI and
-# the daemon, as process trees, against one process: bench.paths, ~20 minutes); then the call yardsticks (issue 13, point 4) of
-# real runs on three seeds: a cold 90-day backfill ÷ the planner told every account's true rate
-# (≤ 1.05), the warm daily run ÷ the minimum (≤ 1.05), yesterday alone = one call per account plus one
-# per flagged day. `make bench M=1` adds workload M (2,000 accounts x 365 days, tens of minutes).
+# Workload S (200 accounts x 90 days, a few minutes, with the bare and strict CPU floors); what each
+# step from bytes to Parquet costs a row; the backfill as operators run it (the CLI and the daemon,
+# as process trees, against one process: bench.paths, ~10-20 minutes); then the call yardsticks
+# (issue 13, point 4) of real runs on three seeds: a cold 90-day backfill ÷ the planner told every
+# account's true rate (≤ 1.05), the warm daily run ÷ the minimum (≤ 1.05), yesterday alone = one call
+# per account plus one per flagged day. `make bench M=1` adds workload M (2,000 accounts x 365 days)
+# in one process and three times through the CLI as a process tree (about an hour and a half).
 # Tables: BENCHMARKS.md.
 bench: setup
 	$(BIN)/python -m bench.perf $(if $(M),--m)
-	$(BIN)/python -m bench.paths --table --runs 3 --realistic
+	$(BIN)/python -m bench.row_costs
+	$(BIN)/python -m bench.paths --table --runs 3 --realistic --accounts 460 --days 90
+	$(if $(M),for run in 1 2 3; do $(BIN)/python -m bench.paths --path cli --accounts 2000 --days 365 --json || exit 1; done)
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
 
 # One HTML page and its PNGs from the warehouse (after `make run`): data/report/report.html.
