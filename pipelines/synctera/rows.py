@@ -22,14 +22,16 @@ from pydantic import ConfigDict
 from .models import INT64_MAX, INT64_MIN, TRANSACTION_FIELDS, ApiRecord, TransactionRow, TransactionRows
 
 
-# gc=False: a struct of strings, numbers, dates and a list of strings cannot be part of a cycle, and
-# untracked rows keep the garbage collector from walking hundreds of thousands of them per run.
+# gc=False: a struct of strings, numbers, dates and a tuple of strings cannot be part of a cycle, and
+# untracked rows keep the garbage collector from walking hundreds of thousands of them per run. The
+# categories are a tuple, not a list, for the same reason: the collector untracks a tuple of strings
+# the first time it sees it, where a list per row stays tracked (kept rows decoded 2.6 × slower).
 class Transaction(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """One transaction of API 0.153.0 as received; ``None`` when absent or null."""
 
     amount: Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
     authorized_date: dt.date | None = None
-    category: list[str] | None = None
+    category: tuple[str, ...] | None = None
     check_number: str | None = None
     currency: str | None = None
     date: dt.date | None = None
@@ -90,6 +92,8 @@ def _from_row(row: TransactionRow) -> ExtendedTransaction:
     values: dict[str, Any] = dict(row)
     unknown = values.keys() - TRANSACTION_FIELDS
     extra = {key: values.pop(key) for key in unknown}
+    if values.get("category") is not None:
+        values["category"] = tuple(values["category"])  # as the fast path decodes it
     return ExtendedTransaction(
         **values, extra=json.dumps(extra, sort_keys=True, default=str) if extra else None
     )
