@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from pipelines.spool import BUFFER_ROWS
 from pipelines.synctera import sockets
 
 
@@ -101,9 +102,6 @@ async def replay(
     if strict is not None:
         _write_days([*tables, window_rows_table(parts, run_id="bare")], strict)
     return counts
-
-
-BUFFER_ROWS = 25_000  # the pipeline's spool buffer
 
 
 def _write_days(tables: list[Any], into: Path) -> None:

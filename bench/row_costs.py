@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 from bench.pipeline_bench import sandbox_args
 from pipelines.records import WindowRows, window_rows_table
 from pipelines.sandbox.process import sandbox_process
+from pipelines.spool import BUFFER_ROWS
 from pipelines.synctera.rows import decode_transaction_batch
 
 KEY = "bench-key"
-BUFFER_ROWS = 25_000  # the spool's buffer
 
 
 def fetch_bodies(base_url: str, accounts: int, days: int) -> list[tuple[str, bytes]]:
