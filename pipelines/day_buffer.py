@@ -11,14 +11,11 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 
 import pyarrow as pa
 
 from pipelines.records import WindowRows, window_rows_table
-from pipelines.synctera.rows import Transaction
-
-_DATE = attrgetter("date")
+from pipelines.synctera.rows import ROW_DATE, Transaction
 
 
 class DayBuffer:
@@ -37,7 +34,7 @@ class DayBuffer:
         while begin < len(rows):
             day = rows[begin].date
             assert day is not None  # checked when the window came back
-            end = bisect.bisect_right(rows, day, lo=begin, key=_DATE)
+            end = bisect.bisect_right(rows, day, lo=begin, key=ROW_DATE)
             self._days.setdefault(day, []).append(WindowRows(account_id, fetched_at, rows[begin:end]))
             begin = end
         self._rows += len(rows)

@@ -75,6 +75,21 @@ def test_rows_without_key_or_date_are_errors(row: dict[str, object], problem: st
         _fetch(lambda s, e: [row])
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ({"transaction_id": "", "date": "2026-02-03"}, "row 2 has no transaction_id"),
+        ({"transaction_id": "c", "date": "2026-01-31"}, "transaction c is dated 2026-01-31, outside"),
+        ({"transaction_id": "c", "date": "2026-02-08"}, "transaction c is dated 2026-02-08, outside"),
+    ],
+)
+def test_the_error_names_the_first_bad_row_among_good_ones(bad: dict[str, object], problem: str) -> None:
+    good = [{"transaction_id": "a", "date": "2026-02-07"}, {"transaction_id": "b", "date": "2026-02-01"}]
+    later = {"transaction_id": "d"}  # no date: also bad, but after the first
+    with pytest.raises(TransactionAnomaly, match=problem):
+        _fetch(lambda s, e: [*good, bad, later])
+
+
 def test_the_same_id_with_different_contents_is_an_error_and_identical_repeats_are_dropped() -> None:
     twice = [{"transaction_id": "a", "date": "2026-02-02", "amount": 5}] * 2
     result, rows = _fetch(lambda s, e: twice)

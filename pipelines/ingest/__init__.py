@@ -11,8 +11,12 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from pipelines.memory import heap_frozen
+from pipelines.memory import arrow_without_pandas, heap_frozen
 from pipelines.synctera import AsyncSyncteraClient
+
+# Imported by the runs only (the assets import their ingest module when they run): before their
+# first Arrow conversion, which would import pandas into every run process for nothing.
+arrow_without_pandas()
 
 T = TypeVar("T")
 

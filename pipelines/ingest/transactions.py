@@ -30,7 +30,7 @@ from pipelines.progress import INTERVAL_SECONDS, Progress
 from pipelines.shards import Shard
 from pipelines.spool import DateSpool, sealed_blocks
 from pipelines.synctera import StatsSnapshot
-from pipelines.synctera.rows import Transaction
+from pipelines.synctera.rows import ROW_DATE, Transaction
 from pipelines.synctera.stats import combined
 from pipelines.transactions import AccountTransactions, WindowRecord, fetch_all_accounts
 from pipelines.warehouse import publishing
@@ -67,12 +67,6 @@ class TransactionsSummary:
     flagged: tuple[tuple[dt.date, str], ...]  # (day, account) that returned the cap alone
     days: Mapping[dt.date, DayFigures]
     stats: StatsSnapshot
-
-
-def _row_date(row: Transaction) -> dt.date:
-    day = row.date
-    assert day is not None  # checked when the window came back
-    return day
 
 
 def duplicate_keys(lake: Lake, blocks: list[list[str]]) -> int:
@@ -140,8 +134,8 @@ def fetch_shard(
         def to_spool(account_id: str, window: WindowRecord, rows: list[Transaction]) -> None:
             # In date order, the rows are cut by day without a copy (Arrow's take costs ~1 µs a
             # row; sorting the rows a tenth of that).
-            rows.sort(key=_row_date)
-            per_day = Counter(map(_row_date, rows))
+            rows.sort(key=ROW_DATE)
+            per_day = Counter(map(ROW_DATE, rows))
             rows_by_day.update(per_day)
             accounts_by_day.update(per_day.keys())  # kept windows of an account never overlap
             buffer.add(account_id, window.fetched_at, rows)

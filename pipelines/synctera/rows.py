@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -55,6 +56,10 @@ class _TransactionList(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fie
 
 
 _DECODER = msgspec.json.Decoder(_TransactionList)
+
+# A row's id and date, read in C by ``map`` and ``sort``: no Python call per row.
+ROW_ID = attrgetter("transaction_id")
+ROW_DATE = attrgetter("date")
 
 
 class TransactionBatch(ApiRecord):
