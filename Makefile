@@ -66,6 +66,7 @@ ui: setup
 bench: setup
 	$(BIN)/python -m bench.perf $(if $(M),--m)
 	$(BIN)/python -m bench.row_costs
+	$(BIN)/python -m bench.asset_steps --runs 3
 	$(BIN)/python -m bench.paths --table --runs 3 --realistic --accounts 460 --days 90
 	$(if $(M),for run in 1 2 3; do $(BIN)/python -m bench.paths --path cli --accounts 2000 --days 365 --json || exit 1; done)
 	$(BIN)/python -m bench.call_ratio --days 90 --seeds 7 8 11
