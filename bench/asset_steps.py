@@ -155,12 +155,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     command = [sys.executable, "-m", "bench.asset_steps", "--one"]
     command += ["--accounts", str(args.accounts), "--days", str(args.days)]
-    runs = [
-        json.loads(
-            subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-        )  # noqa: S603
-        for _ in range(args.runs)
-    ]
+    runs = []
+    for _ in range(args.runs):
+        done = subprocess.run(command, check=True, capture_output=True, text=True)  # noqa: S603
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
     text = (
         f"Commit {_commit()}, {time.strftime('%Y-%m-%d')}; {args.accounts} accounts × {args.days} days "
         f"({runs[0]['rows']:,} rows kept), zero latency, medians of {args.runs} runs (min–max). "
