@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from assets.common import run_cancelled
 from pipelines.ingest import RunCancelled
 from pipelines.ingest.listing import latest_accounts, take_listing
 from pipelines.ingest.transactions import ingest_transactions
@@ -49,3 +52,23 @@ def test_a_cancelled_fetch_stops_promptly_and_writes_nothing(
     assert len(server.sandbox.records("transactions")) < len(account_ids), "not every account was fetched"
     assert lake.partitions("transactions") == [] and lake.partitions("transaction_windows") == []
     assert not list((lake.root / STAGING).glob("spool-*")), "the spool went with the run"
+
+
+def test_the_run_storage_says_cancelled_once_the_run_is_cancelling_cancelled_or_deleted(
+    tmp_path: Path,
+) -> None:
+    @dg.asset
+    def nothing() -> None:
+        return None
+
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
+        runs = [dg.materialize([nothing], instance=instance).run_id for _ in range(3)]
+        checks = [run_cancelled(instance, run_id, logging.getLogger("test")) for run_id in runs]
+        assert [check() for check in checks] == [False, False, False]  # finished, not cancelled
+        first, second, third = (instance.get_run_by_id(run_id) for run_id in runs)
+        assert first is not None and second is not None
+        instance.report_run_canceling(first)
+        instance.report_run_canceled(second)
+        instance.delete_run(runs[2])
+        assert third is not None and instance.get_run_by_id(runs[2]) is None
+        assert [check() for check in checks] == [True, True, True]
