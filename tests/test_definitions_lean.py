@@ -7,6 +7,7 @@ definitions (about 125 MiB of a process's memory, measured with ``python -m benc
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from pipelines.settings import REPO_ROOT
 
@@ -30,12 +31,14 @@ def test_loading_the_definitions_imports_no_data_library() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
-def test_a_run_turns_rows_into_arrow_and_parquet_without_pandas_yet_to_pandas_still_works() -> None:
+def test_a_run_turns_rows_into_arrow_and_parquet_without_pandas_yet_to_pandas_still_works(
+    tmp_path: Path,
+) -> None:
     """pyarrow imports pandas on its first list conversion only to ask whether the list is a pandas
     object (``pipelines.memory.arrow_without_pandas``): a run never pays that, a caller of
     ``to_pandas`` still gets pandas."""
     probe = """
-import datetime as dt, json, sys, tempfile
+import datetime as dt, json, sys
 from pathlib import Path
 import pipelines.ingest
 from pipelines.lake import Lake
@@ -44,7 +47,7 @@ from pipelines.synctera.rows import decode_transaction_batch
 body = b'{"transactions":[{"transaction_id":"t1","date":"2026-02-02","amount":-125,"category":["Food"]}]}'
 rows = decode_transaction_batch(body).transactions
 table = transactions_table("acc-1", rows, fetched_at=dt.datetime.now(dt.UTC), run_id="r")
-lake = Lake(Path(tempfile.mkdtemp()))
+lake = Lake(Path(sys.argv[1]))
 lake.replace_partition("transactions", dt.date(2026, 2, 2), table)
 read = lake.read_partition("transactions", dt.date(2026, 2, 2))
 before = "pandas" in sys.modules
@@ -52,7 +55,7 @@ frame = read.to_pandas()
 print(json.dumps([before, type(frame).__name__, int(frame["amount"][0])]))
 """
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", probe],
+        [sys.executable, "-W", "ignore", "-c", probe, str(tmp_path / "data")],
         cwd=REPO_ROOT,
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
