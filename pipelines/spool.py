@@ -22,10 +22,11 @@ import pyarrow as pa
 
 from pipelines.lake import ALIVE, hold_new, split_by_date, spool_prefix
 
-# Single-threaded: a spool stream is a few hundred rows, for which Arrow's thread pool costs more
-# than the work (reading a block back took 2.5 times the CPU with threads).
 BUFFER_ROWS = 25_000
 """Rows held in memory before a flush to disk."""
+
+# Single-threaded: a spool stream is a few hundred rows, for which Arrow's thread pool costs more
+# than the work (reading a block back took 2.5 times the CPU with threads).
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 IPC_READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 
