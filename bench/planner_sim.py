@@ -9,6 +9,7 @@ planner that pays the one capped call a cold start cannot avoid and nothing more
     python -m bench.planner_sim --days 90 --seeds 7 8 11
     python -m bench.planner_sim --days 90 --seeds 7 8 11 --oracle
     python -m bench.planner_sim --days 90 --seeds 7 8 11 --oracle after-first-call
+    python -m bench.planner_sim --days 90 --seeds 7 8 11 --cold-split 6   # another probe size
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def planned_calls(
     rate: float | None,
     rng: np.random.Generator,
     rate_after_first_call: float | None = None,
+    cold_split: int | None = None,
 ) -> int:
     by_day = {start + n * ONE_DAY: c for n, c in enumerate(counts)}
     end = start + len(counts) * ONE_DAY
-    planner = WindowPlanner(start, end, rate=rate)
+    probe = {} if cold_split is None else {"cold_split": cold_split}
+    planner = WindowPlanner(start, end, rate=rate, **probe)
     calls = 0
     while (window := planner.next_window()) is not None:
         calls += 1
@@ -65,6 +68,16 @@ def oracle_calls(counts: list[int], start: dt.date, *, seed: int) -> int:
     return planned_calls(counts, start, rate=statistics.fmean(counts), rng=np.random.default_rng(seed))
 
 
+def scale_known_calls(counts: list[int], start: dt.date, *, seed: int) -> int:
+    """Calls of the planner told the account's true mean rate right after its first answer: a cold
+    start that pays its capped call but learns the account's scale from it for free. A random 500
+    of N rows says nothing of N, so a real cold start must still buy it (a probe); this bounds what
+    any probing could save."""
+    mean = statistics.fmean(counts)
+    rng = np.random.default_rng(seed)
+    return planned_calls(counts, start, rate=None, rng=rng, rate_after_first_call=mean)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.planner_sim", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=90)
@@ -77,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         const="before",
         choices=["before", "after-first-call"],
         help="give each planner its account's true mean rate (before its first call, or after it)",
+    )
+    parser.add_argument(
+        "--cold-split", type=int, help="after a cold capped answer, probe 1/N of its days (what-if)"
     )
     args = parser.parse_args(argv)
     print(f"{'seed':>4} {'calls':>6} {'minimum':>8} {'ratio':>6}")
@@ -94,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 rate=mean if args.oracle == "before" else None,
                 rng=np.random.default_rng(seed),
                 rate_after_first_call=mean if args.oracle == "after-first-call" else None,
+                cold_split=args.cold_split,
             )
             fewest = minimum_calls(counts)
             calls, minimum = calls + planned, minimum + fewest
