@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import logging
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +151,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--daily-runs", type=int, default=1, help="warm daily runs after the backfill")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy, once per run
     targets = {
         "cold": f"≤ {COLD_TARGET} × oracle",
         "warm": f"≤ {WARM_TARGET} × minimum",

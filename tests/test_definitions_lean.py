@@ -31,6 +31,20 @@ def test_loading_the_definitions_imports_no_data_library() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
+def test_loading_the_definitions_says_nothing_to_the_operator() -> None:
+    """Every process that loads the code (the CLI, a code server, the daemon, a run) would print
+    Dagster's beta warning about ``backfill_policy`` once per asset: noise in every log."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import pipelines.definitions as d; d.defs.resolve_asset_graph()"],
+        cwd=REPO_ROOT,
+        env={"SYNCTERA_BASE_URL": "http://127.0.0.1:1/v0", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stderr == ""
+
+
 def test_a_run_turns_rows_into_arrow_and_parquet_without_pandas_yet_to_pandas_still_works(
     tmp_path: Path,
 ) -> None:
