@@ -77,23 +77,35 @@ def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path)
         raise subprocess.CalledProcessError(run.returncode, command)
 
 
-def show_progress(lines: Iterable[str]) -> None:
-    """The run's log as it comes, with a progress bar per phase (from its progress lines)."""
+def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> None:
+    """The run's log as it comes. On a terminal each phase's progress lines become a bar, closed once
+    the phase is done so that later lines scroll below it; elsewhere (a pipe, a CI log) the progress
+    lines stay lines, since a bar redrawn in a file is noise. ``interactive``: None asks stderr."""
+    if interactive is None:
+        interactive = sys.stderr.isatty()
     bars: dict[str, tqdm[NoReturn]] = {}
+    finished: set[str] = set()  # phases whose bar closed: their last line comes once more
     try:
         for line in lines:
             found = progress.LINE.search(line)
-            if found is None:
+            if found is None or not interactive:
                 tqdm.write(line.rstrip())
                 continue
-            what = found["what"]
-            if what not in bars:
-                bars[what] = tqdm(total=int(found["total"]), desc=what, unit=found["unit"][:-1])
-            bar = bars[what]
-            bar.n = int(found["done"])
+            what, done, total = found["what"], int(found["done"]), int(found["total"])
+            bar = bars.get(what)
+            if bar is None:
+                if done >= total and what in finished:
+                    continue
+                # Started where the run already is, so the rate counts only what the bar saw.
+                bar = tqdm(total=total, initial=done, desc=what, unit=found["unit"][:-1])
+                bars[what] = bar
+            bar.update(done - bar.n)
             bar.set_postfix_str(
                 ", ".join(f"{found[k]} {k}" for k in ("rows", "calls") if found[k] is not None)
             )
+            if done >= total:
+                bars.pop(what).close()
+                finished.add(what)
     finally:
         for bar in bars.values():
             bar.close()

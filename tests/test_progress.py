@@ -66,8 +66,41 @@ def test_make_run_turns_progress_lines_into_a_bar_and_passes_the_rest_through(ca
         "2026 - dagster - INFO - run - transactions - progress transactions: 40/40 accounts (100%), "
         "5,000 rows, 120 calls, 30.0 calls/s, elapsed 0:00:04\n",
     ]
-    show_progress(io.StringIO("".join(log)))
+    show_progress(io.StringIO("".join(log)), interactive=True)
     shown = capsys.readouterr()
     assert "for 40 accounts" in shown.out + shown.err
     assert "progress transactions:" not in shown.out, "progress lines become the bar"
     assert "40/40" in shown.err and "5,000 rows" in shown.err
+
+
+PROGRESS = (
+    "2026 - dagster - INFO - run - transactions - progress transactions: {done}/40 accounts ({share}%), "
+    "{rows} rows, {calls} calls, 30.0 calls/s, elapsed 0:00:04\n"
+)
+
+
+def test_a_finished_phase_bar_is_drawn_no_more_as_later_lines_scroll(capsys) -> None:
+    done = [
+        PROGRESS.format(done=10, share=25, rows="1,200", calls=33),
+        PROGRESS.format(done=40, share=100, rows="5,000", calls=120),
+    ]
+    show_progress(io.StringIO("".join(done)), interactive=True)
+    alone = capsys.readouterr().err.count("40/40")
+    later = [
+        PROGRESS.format(done=40, share=100, rows="5,000", calls=120),  # the phase's closing line
+        "2026 - dagster - INFO - run - balances - balances: 40 observed, 0 errors\n",
+        "2026 - dagster - INFO - run - report - report: data/report/report.html\n",
+    ]
+    show_progress(io.StringIO("".join(done + later)), interactive=True)
+    shown = capsys.readouterr()
+    assert alone >= 1
+    assert shown.err.count("40/40") == alone, "a closed bar is neither redrawn nor drawn again"
+    assert "0 errors" in shown.out and "report.html" in shown.out
+
+
+def test_off_a_terminal_progress_stays_plain_lines(capsys) -> None:
+    log = [PROGRESS.format(done=10, share=25, rows="1,200", calls=33), "a later line\n"]
+    show_progress(io.StringIO("".join(log)), interactive=False)
+    shown = capsys.readouterr()
+    assert shown.out.splitlines() == [line.rstrip() for line in log]
+    assert shown.err == "", "no bar, no carriage returns"
