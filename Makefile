@@ -6,16 +6,26 @@ STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup run ui test lint bench report sandbox services clean
+.PHONY: setup lock run ui test lint bench report sandbox services clean
 
 setup: $(STAMP)
 
-# Reinstall only when the project's metadata changes; the package itself is installed editable.
-$(STAMP): pyproject.toml
+# Reinstall only when the project's metadata or pins change; the package itself is installed editable,
+# every dependency at the version constraints.txt pins.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Resolve pyproject.toml's ranges afresh in a scratch virtualenv and pin the result (then `make test`).
+lock:
+	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
+	$(VENV).lock/bin/python -m pip install --quiet --upgrade pip
+	$(VENV).lock/bin/python -m pip install --quiet '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; $(VENV).lock/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^synctera-external-accounts'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf $(VENV).lock
 
 run: setup
 	$(BIN)/python -m pipelines.run

@@ -300,6 +300,15 @@ def test_the_image_serves_the_code_location_the_workspace_loads(deployment: dict
     assert "ENTRYPOINT" not in {instruction for instruction, _ in dockerfile()}
 
 
+def test_the_image_installs_the_versions_make_test_passed_with() -> None:
+    runs = [rest for instruction, rest in dockerfile() if instruction == "RUN"]
+    copies = [rest.split() for instruction, rest in dockerfile() if instruction == "COPY"]
+    (install,) = [rest for rest in runs if "pip install" in rest]
+    assert "-c constraints.txt" in install
+    assert any("constraints.txt" in copied for copied in copies)
+    assert "!constraints.txt" in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+
+
 def test_the_image_runs_as_a_user_and_where_the_chart_expects(
     values: dict[str, Any], deployment: dict[str, Any], run_launcher: dict[str, Any]
 ) -> None:
