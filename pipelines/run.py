@@ -84,7 +84,8 @@ def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> N
     if interactive is None:
         interactive = sys.stderr.isatty()
     bars: dict[str, tqdm[NoReturn]] = {}
-    finished: set[str] = set()  # phases whose bar closed: their last line comes once more
+    # Each phase's counters when its bar closed: its closing line repeats them, a next shard does not.
+    finished: dict[str, tuple[str | None, ...]] = {}
     try:
         for line in lines:
             found = progress.LINE.search(line)
@@ -92,9 +93,10 @@ def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> N
                 tqdm.write(line.rstrip())
                 continue
             what, done, total = found["what"], int(found["done"]), int(found["total"])
+            counters = (found["total"], found["rows"], found["calls"])
             bar = bars.get(what)
             if bar is None:
-                if done >= total and what in finished:
+                if done >= total and finished.get(what) == counters:
                     continue
                 # Started where the run already is, so the rate counts only what the bar saw.
                 bar = tqdm(total=total, initial=done, desc=what, unit=found["unit"][:-1])
@@ -105,7 +107,7 @@ def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> N
             )
             if done >= total:
                 bars.pop(what).close()
-                finished.add(what)
+                finished[what] = counters
     finally:
         for bar in bars.values():
             bar.close()

@@ -98,6 +98,17 @@ def test_a_finished_phase_bar_is_drawn_no_more_as_later_lines_scroll(capsys) -> 
     assert "0 errors" in shown.out and "report.html" in shown.out
 
 
+def test_a_next_shard_done_at_its_first_line_still_gets_its_bar(capsys) -> None:
+    shards = [
+        PROGRESS.format(done=40, share=100, rows="5,000", calls=120),
+        PROGRESS.format(done=40, share=100, rows="5,000", calls=120),  # the first shard's closing line
+        PROGRESS.format(done=40, share=100, rows="7,250", calls=131),  # the second shard, done at once
+    ]
+    show_progress(io.StringIO("".join(shards)), interactive=True)
+    shown = capsys.readouterr().err
+    assert "5,000 rows" in shown and "7,250 rows" in shown
+
+
 def test_off_a_terminal_progress_stays_plain_lines(capsys) -> None:
     log = [PROGRESS.format(done=10, share=25, rows="1,200", calls=33), "a later line\n"]
     show_progress(io.StringIO("".join(log)), interactive=False)
