@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Resolve pyproject.toml's ranges afresh in a scratch virtualenv and pin the result (then `make test`).
+# Resolve pyproject.toml's ranges afresh in a scratch virtualenv and pin the result (then `make test`);
+# the image's dagster-k8s too, so that its dependencies are pinned for the image's build.
+DAGSTER_K8S_VERSION = $(shell sed -n 's/^ARG DAGSTER_K8S_VERSION=//p' pipelines/deploy/Dockerfile)
 lock:
 	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
 	$(VENV).lock/bin/python -m pip install --quiet --upgrade pip
-	$(VENV).lock/bin/python -m pip install --quiet '.[dev]'
+	$(VENV).lock/bin/python -m pip install --quiet '.[dev]' 'dagster-k8s==$(DAGSTER_K8S_VERSION)'
 	{ sed -n '/^#/p' constraints.txt; $(VENV).lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v '^synctera-external-accounts'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV).lock

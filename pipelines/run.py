@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,9 @@ LIMIT 5
 
 
 INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+
+STEP = re.compile(r"(?P<step>[\w.\[\]-]+) - $")
+"""The step that logged a line: the last field of Dagster's prefix, just before the message."""
 
 
 def prepare_dagster_home(dagster_home: Path) -> None:
@@ -78,14 +82,15 @@ def backfill(*, base_url: str, start: dt.date, end: dt.date, dagster_home: Path)
 
 
 def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> None:
-    """The run's log as it comes. On a terminal each phase's progress lines become a bar, closed once
-    the phase is done so that later lines scroll below it; elsewhere (a pipe, a CI log) the progress
-    lines stay lines, since a bar redrawn in a file is noise. ``interactive``: None asks stderr."""
+    """The run's log as it comes. On a terminal each step's progress lines become a bar, closed once
+    its phase is done so that later lines scroll below it; elsewhere (a pipe, a file, a CI log) the
+    progress lines stay lines, since a bar redrawn in a file is noise. ``interactive``: None asks
+    whether both stdout (the lines) and stderr (the bars) are terminals."""
     if interactive is None:
-        interactive = sys.stderr.isatty()
-    bars: dict[str, tqdm[NoReturn]] = {}
-    # Each phase's counters when its bar closed: its closing line repeats them, a next shard does not.
-    finished: dict[str, tuple[str | None, ...]] = {}
+        interactive = sys.stdout.isatty() and sys.stderr.isatty()
+    bars: dict[tuple[str, str], tqdm[NoReturn]] = {}
+    # Each step's counters when its bar closed: the phase's closing line repeats them.
+    finished: dict[tuple[str, str], tuple[str | None, ...]] = {}
     try:
         for line in lines:
             found = progress.LINE.search(line)
@@ -93,21 +98,25 @@ def show_progress(lines: Iterable[str], *, interactive: bool | None = None) -> N
                 tqdm.write(line.rstrip())
                 continue
             what, done, total = found["what"], int(found["done"]), int(found["total"])
+            # Dagster's log prefix ends with the step ("transactions.shard_1_of_4 - "): shards that
+            # run side by side (Celery) keep a bar each.
+            step = STEP.search(line, 0, found.start())
+            key = (step["step"] if step else "", what)
             counters = (found["total"], found["rows"], found["calls"])
-            bar = bars.get(what)
+            bar = bars.get(key)
             if bar is None:
-                if done >= total and finished.get(what) == counters:
+                if done >= total and finished.get(key) == counters:
                     continue
                 # Started where the run already is, so the rate counts only what the bar saw.
                 bar = tqdm(total=total, initial=done, desc=what, unit=found["unit"][:-1])
-                bars[what] = bar
+                bars[key] = bar
             bar.update(done - bar.n)
             bar.set_postfix_str(
                 ", ".join(f"{found[k]} {k}" for k in ("rows", "calls") if found[k] is not None)
             )
             if done >= total:
-                bars.pop(what).close()
-                finished[what] = counters
+                bars.pop(key).close()
+                finished[key] = counters
     finally:
         for bar in bars.values():
             bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import sys
 
 from pipelines import progress
 from pipelines.run import show_progress
@@ -109,9 +110,38 @@ def test_a_next_shard_done_at_its_first_line_still_gets_its_bar(capsys) -> None:
     assert "5,000 rows" in shown and "7,250 rows" in shown
 
 
+def test_shards_side_by_side_keep_a_bar_each(capsys) -> None:
+    def shard(step: str, done: int, rows: str) -> str:
+        return (
+            f"2026 - dagster - INFO - run - {step} - progress transactions: {done}/40 accounts "
+            f"({done * 100 // 40}%), {rows} rows, {done} calls, 1.0 calls/s, elapsed 0:00:04\n"
+        )
+
+    log = [
+        shard("transactions.shard_0_of_2", 10, "1,111"),
+        shard("transactions.shard_1_of_2", 20, "2,222"),
+        shard("transactions.shard_0_of_2", 40, "4,444"),  # shard 0 done: shard 1's bar stays
+        shard("transactions.shard_1_of_2", 40, "8,888"),
+    ]
+    show_progress(io.StringIO("".join(log)), interactive=True)
+    shown = capsys.readouterr().err
+    assert "4,444 rows" in shown and "8,888 rows" in shown
+    # Two bars open at once: tqdm draws the second a line below and moves the cursor back up.
+    assert "\x1b[A" in shown, "shard 1 has a bar of its own, not shard 0's"
+
+
 def test_off_a_terminal_progress_stays_plain_lines(capsys) -> None:
     log = [PROGRESS.format(done=10, share=25, rows="1,200", calls=33), "a later line\n"]
-    show_progress(io.StringIO("".join(log)), interactive=False)
+    show_progress(io.StringIO("".join(log)))  # pytest's captured streams are no terminal
     shown = capsys.readouterr()
     assert shown.out.splitlines() == [line.rstrip() for line in log]
     assert shown.err == "", "no bar, no carriage returns"
+
+
+def test_make_run_into_a_file_keeps_the_progress_lines_even_with_stderr_on_a_terminal(
+    capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # `make run > run.log` in a terminal
+    log = [PROGRESS.format(done=10, share=25, rows="1,200", calls=33)]
+    show_progress(io.StringIO("".join(log)))
+    assert capsys.readouterr().out.splitlines() == [log[0].rstrip()]
