@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import fcntl
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -16,8 +19,11 @@ import pytest
 
 from pipelines import lake as lake_module
 from pipelines import warehouse
+from pipelines.ingest.listing import latest_accounts, take_listing
 from pipelines.lake import Lake, split_by_date
 from pipelines.records import transactions_table
+from pipelines.sandbox import RunningSandbox
+from pipelines.synctera import AsyncSyncteraClient
 from pipelines.synctera.rows import decode_transaction_batch
 
 DAY = dt.date(2026, 3, 1)
@@ -368,3 +374,34 @@ def test_the_pipelines_readers_never_read_a_partition_while_it_is_replaced(tmp_p
         replacer.wait()
     assert replacer.returncode == 0
     assert reads >= 20, f"only {reads} reads overlapped the replacements"
+
+
+def test_the_run_reads_the_accounts_snapshot_while_no_writer_can_replace_it(
+    tmp_path: Path, start_sandbox: Callable[..., RunningSandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In an object store a read that spans a replacement fails (its ranged GETs carry the old ETag):
+    a second machine listing the same day must wait until the snapshot has been read."""
+    server = start_sandbox(accounts=5)
+    lake = Lake(tmp_path / "data")
+
+    def client() -> AsyncSyncteraClient:
+        return AsyncSyncteraClient(base_url=server.base_url, api_key=server.api_key)
+
+    listing = take_listing(client, lake, include_history=False, run_id="listing", emit=lambda _: None)
+    writer_could_lock: list[bool] = []
+    read = Lake.read_partition
+
+    def watched(self: Lake, table: str, day: dt.date, **options: Any) -> pa.Table:
+        if table == "external_accounts":  # would a writer get the table's lock now?
+            with open(lake.root / ".locks" / "external_accounts.lock", "a") as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    writer_could_lock.append(True)
+                except BlockingIOError:
+                    writer_could_lock.append(False)
+        return read(self, table, day, **options)
+
+    monkeypatch.setattr(Lake, "read_partition", watched)
+    account_ids, _ = latest_accounts(lake)
+    assert len(account_ids) == listing.accounts > 0
+    assert writer_could_lock == [False]

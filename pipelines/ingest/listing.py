@@ -72,9 +72,13 @@ def take_listing(
 
 
 def latest_accounts(lake: Lake) -> tuple[list[str], dt.date]:
-    """Account ids of the newest snapshot, and the date it was taken."""
-    days = lake.partitions(TABLE)
-    if not days:
-        raise NoSnapshotError("no external_accounts snapshot yet: materialize external_accounts first")
-    table = lake.read_partition(TABLE, days[-1], columns=["account_id"])
+    """Account ids of the newest snapshot, and the date it was taken.
+
+    Read under the table's shared lock: another run may be replacing today's snapshot, and in an
+    object store a read that spans the replacement fails (its ranged GETs carry the old ETag)."""
+    with lake.reading(TABLE):
+        days = lake.partitions(TABLE)
+        if not days:
+            raise NoSnapshotError("no external_accounts snapshot yet: materialize external_accounts first")
+        table = lake.read_partition(TABLE, days[-1], columns=["account_id"])
     return table.column("account_id").to_pylist(), days[-1]
