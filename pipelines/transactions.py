@@ -148,7 +148,7 @@ def _unique(
     rows = batch.transactions
     ids: list[str] = list(map(ROW_ID, rows))  # each checked above: a non-empty string
     if len(set(ids)) == len(ids):  # the usual answer: every id once
-        kept_rows: Sequence[Transaction] = rows
+        kept_rows = list(rows)
     else:
         kept: dict[str, int] = {}  # id -> position of its first row
         for position, key in enumerate(ids):
@@ -165,7 +165,7 @@ def _unique(
     if again is not None:
         raise TransactionAnomaly(result.account_id, window, f"transaction {again} came back in two windows")
     result.rows += len(ids)
-    return list(kept_rows)
+    return kept_rows
 
 
 async def fetch_account_transactions(
