@@ -238,7 +238,18 @@ def _in_process(accounts: int, days: int, seed: int, realistic: bool) -> dict[st
     command = [sys.executable, "-m", "bench.pipeline_bench", "--json", "--accounts", str(accounts)]
     command += ["--days", str(days), "--seed", str(seed), *(["--realistic"] if realistic else [])]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603
-    return dict(json.loads(output.strip().splitlines()[-1]))
+    return {**json.loads(output.strip().splitlines()[-1]), "startup_cpu_seconds": _startup_cpu()}
+
+
+def _startup_cpu() -> float:
+    """The CPU of a process that starts, loads Dagster and the code location, and exits: what an
+    in-process run pays besides the run itself, which is all ``bench.pipeline_bench`` times, while
+    the CLI's and the daemon's trees are counted from their first instruction to their last."""
+    before = _cpu_of_children()
+    probe = [sys.executable, "-c", "import dagster, pipelines.definitions"]
+    env = {**os.environ, "SYNCTERA_BASE_URL": "http://127.0.0.1:1/v0", "PYTHONWARNINGS": "ignore"}
+    subprocess.run(probe, check=True, cwd=REPO_ROOT, env=env)  # noqa: S603 - our own fixed argv
+    return _cpu_of_children() - before
 
 
 ROLES = {
@@ -277,10 +288,18 @@ def table(runs: int, *, accounts: int, days: int, seed: int, realistic: bool) ->
     log("the floor: a code location that does nothing, through the daemon")
     floor = run_once("daemon", accounts=10, days=days, seed=seed, realistic=False, floor=True)
     inproc, cli, daemon = measured["in-process"], measured["cli"], measured["daemon"]
-    cpu_inproc = [r["pipeline_cpu_seconds"] for r in inproc]
+    run_alone = [r["pipeline_cpu_seconds"] for r in inproc]
+    cpu_inproc = [r["pipeline_cpu_seconds"] + r["startup_cpu_seconds"] for r in inproc]
 
     def row(name: str, key: str, fmt: str = "{:.0f}", target: str = "") -> str:
         spreads = [_spread([r[key] for r in runs], fmt) for runs in (cli, daemon)]
+        return f"| {name} | {spreads[0]} | {spreads[1]} | {target} |"
+
+    def ratio_row(name: str, denominators: list[float], target: str) -> str:
+        spreads = [
+            _spread([r["tree_cpu_seconds"] / d for r, d in zip(runs, denominators, strict=True)])
+            for runs in (cli, daemon)
+        ]
         return f"| {name} | {spreads[0]} | {spreads[1]} | {target} |"
 
     def peak(run: dict[str, Any]) -> str:
@@ -299,9 +318,14 @@ def table(runs: int, *, accounts: int, days: int, seed: int, realistic: bool) ->
         "|---|---|---|---|",
         row("wall (s), start-up and the daemon's ticks included", "wall_seconds", "{:.1f}"),
         row("process tree's CPU (s)", "tree_cpu_seconds", "{:.1f}"),
-        f"| … ÷ the in-process run's CPU ({_spread(cpu_inproc, '{:.1f}')} s) | "
-        f"{_spread([c['tree_cpu_seconds'] / i for c, i in zip(cli, cpu_inproc, strict=True)])} | "
-        f"{_spread([d['tree_cpu_seconds'] / i for d, i in zip(daemon, cpu_inproc, strict=True)])} | ≤ 1.15 |",
+        ratio_row(
+            "… ÷ the in-process run's process (its run "
+            f"{_spread(run_alone, '{:.1f}')} s + start-up and exit "
+            f"{_spread([r['startup_cpu_seconds'] for r in inproc], '{:.1f}')} s)",
+            cpu_inproc,
+            "≤ 1.15",
+        ),
+        ratio_row("… ÷ the in-process run alone, its start-up and exit left out", run_alone, ""),
         row("tree's peak PSS (MiB)", "tree_peak_pss_mib", target="≤ 400"),
         row("tree's peak RSS, summed (MiB)", "tree_peak_rss_mib"),
         row("largest process, PSS (MiB)", "largest_pss_mib", target="≤ 300"),

@@ -21,6 +21,9 @@ from pipelines.settings import (
     object_store_from_env,
     start_date_from_env,
 )
+from pipelines.shutdown import skip_exit_collection
+
+skip_exit_collection()  # every Dagster process that loads this location exits 0.3-0.5 s of CPU sooner
 
 
 def executor(settings: ExecutionSettings) -> dg.ExecutorDefinition:
