@@ -26,6 +26,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("partition writes (Parquet) and ledger", ("pipelines/lake.py", "pipelines/ledger.py")),
     ("uniqueness check (DuckDB)", ("_duplicate_keys",)),
     ("warehouse views (DuckDB)", ("pipelines/warehouse.py",)),
+    ("report (its queries and figures: DuckDB, matplotlib)", ("pipelines/report.py",)),
     ("HTTP (httpx, httpcore, anyio, h11)", ("httpx/", "httpcore/", "anyio/", "h11/")),
     ("our client (retries, stats, body limits)", ("pipelines/synctera/",)),
     ("asyncio event loop", ("asyncio/",)),
