@@ -24,7 +24,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("row checks and seen ids", ("_checked_rows", "_unique", "SeenIds")),
     ("window planner", ("pipelines/windows.py",)),
     ("partition writes (Parquet) and ledger", ("pipelines/lake.py", "pipelines/ledger.py")),
-    ("uniqueness check (DuckDB)", ("_duplicate_keys",)),
+    ("uniqueness check (DuckDB)", ("duplicate_keys",)),
     ("warehouse views (DuckDB)", ("pipelines/warehouse.py",)),
     ("report (its queries and figures: DuckDB, matplotlib)", ("pipelines/report.py",)),
     ("HTTP (httpx, httpcore, anyio, h11)", ("httpx/", "httpcore/", "anyio/", "h11/")),

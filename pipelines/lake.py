@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.locks import confirm_held, hold, locks_for
+from pipelines.memory import release_free_memory
 from pipelines.object_store import ObjectStore
 from pipelines.settings import data_dir_from_env, object_store_from_env
 
@@ -352,17 +353,23 @@ class Lake:
     def read_bounded(self, work: Callable[[dict[str, Any]], T], limits: Sequence[str] = READER_MEMORY) -> T:
         """``work(config)`` with ``reader_config`` under each limit in turn, until one is enough: what
         DuckDB cannot spill (file metadata, window state) grows with the book, and a larger book
-        must cost memory, not the run."""
+        must cost memory, not the run. Memory already freed goes back to the system before and after
+        (one trim each): the run's last steps are reads, and each would stack its own working memory
+        on the free heap the step before left (at M, the checks' and the report's ~60 MiB)."""
         import duckdb
 
-        for limit in limits[:-1]:
-            try:
-                with self.reader_config(limit) as config:
-                    return work(config)
-            except duckdb.OutOfMemoryException as exc:
-                log.warning("DuckDB needed more than %s (%s): reading again with more", limit, exc)
-        with self.reader_config(limits[-1]) as config:
-            return work(config)
+        release_free_memory(collect=False)
+        try:
+            for limit in limits[:-1]:
+                try:
+                    with self.reader_config(limit) as config:
+                        return work(config)
+                except duckdb.OutOfMemoryException as exc:
+                    log.warning("DuckDB needed more than %s (%s): reading again with more", limit, exc)
+            with self.reader_config(limits[-1]) as config:
+                return work(config)
+        finally:
+            release_free_memory(collect=False)
 
     def duckdb(self, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection that reads this lake's files wherever they are."""

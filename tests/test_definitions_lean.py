@@ -80,7 +80,7 @@ print(json.dumps([before, type(frame).__name__, int(frame["amount"][0])]))
 
 
 def test_a_process_that_loaded_the_definitions_exits_without_walking_its_heap_again() -> None:
-    """CPython's last collections at exit walk everything Dagster loaded (0.3-0.5 s of CPU in every
+    """CPython's last collections at exit walk everything Dagster loaded (0.3-0.6 s of CPU in every
     CLI run, run worker and code server); the heap is frozen before them, after the other exit
     handlers registered later than the import (LIFO) and before those registered earlier."""
     probe = (
