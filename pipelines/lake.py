@@ -355,7 +355,7 @@ class Lake:
         DuckDB cannot spill (file metadata, window state) grows with the book, and a larger book
         must cost memory, not the run. Memory already freed goes back to the system before and after
         (one trim each): the run's last steps are reads, and each would stack its own working memory
-        on the free heap the step before left (at M, the checks' and the report's ~60 MiB)."""
+        on the free heap the step before left (at M the run's peak fell from 444 to 423 MiB)."""
         import duckdb
 
         release_free_memory(collect=False)
