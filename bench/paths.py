@@ -296,16 +296,19 @@ def table(runs: int, *, accounts: int, days: int, seed: int, realistic: bool) ->
     run_alone = [r["pipeline_cpu_seconds"] for r in inproc]
     cpu_inproc = [r["pipeline_cpu_seconds"] + r["startup_cpu_seconds"] for r in inproc]
 
+    def line(name: str, values: tuple[list[float], list[float]], fmt: str, target: str) -> str:
+        """A table row: the CLI's and the daemon's spread of ``values`` over the runs."""
+        return f"| {name} | {_spread(values[0], fmt)} | {_spread(values[1], fmt)} | {target} |"
+
     def row(name: str, key: str, fmt: str = "{:.0f}", target: str = "") -> str:
-        spreads = [_spread([r[key] for r in runs], fmt) for runs in (cli, daemon)]
-        return f"| {name} | {spreads[0]} | {spreads[1]} | {target} |"
+        return line(name, ([r[key] for r in cli], [r[key] for r in daemon]), fmt, target)
 
     def ratio_row(name: str, denominators: list[float], target: str) -> str:
-        spreads = [
-            _spread([r["tree_cpu_seconds"] / d for r, d in zip(runs, denominators, strict=True)])
+        ratios = [
+            [r["tree_cpu_seconds"] / d for r, d in zip(runs, denominators, strict=True)]
             for runs in (cli, daemon)
         ]
-        return f"| {name} | {spreads[0]} | {spreads[1]} | {target} |"
+        return line(name, (ratios[0], ratios[1]), "{:.2f}", target)
 
     def peak(run: dict[str, Any]) -> str:
         return ", ".join(f"{role(command)} {pss:.0f}" for command, pss in run["pss_at_peak"][:4])
